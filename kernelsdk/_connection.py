@@ -1,0 +1,115 @@
+"""Connection files: where a kernel binds its five sockets and how it signs messages."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Final, Literal, final
+
+import attrs
+
+from ._exceptions import ConfigError
+
+PORT_NAMES: Final = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+Transport = Literal["tcp", "ipc"]
+
+
+def _port(value: object) -> int:
+    # JEP 106 allows ports as strings; jupyter_client writes ints.
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ConfigError(f"a port must be an integer, not {value!r}")
+    try:
+        port = int(value)
+    except ValueError:
+        raise ConfigError(f"a port must be an integer, not {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port {port} is out of range")
+    return port
+
+
+@final
+@attrs.frozen
+class ConnectionInfo:
+    """The contents of a connection file (``kernel-<id>.json``).
+
+    A port of 0 means "let the kernel choose"; the runtime binds, then writes the chosen ports
+    back with :meth:`with_ports` and :meth:`write`. For ``ipc``, ``ip`` is a path prefix and a
+    port N is the suffix of ``ipc://{ip}-{N}``.
+    """
+
+    transport: Transport = attrs.field(default="tcp")
+    ip: str = "127.0.0.1"
+    shell_port: int = attrs.field(default=0, converter=_port)
+    iopub_port: int = attrs.field(default=0, converter=_port)
+    stdin_port: int = attrs.field(default=0, converter=_port)
+    control_port: int = attrs.field(default=0, converter=_port)
+    hb_port: int = attrs.field(default=0, converter=_port)
+    key: str = ""
+    signature_scheme: str = "hmac-sha256"
+    kernel_name: str = ""
+
+    @transport.validator
+    def _check_transport(self, _attr: attrs.Attribute[str], value: str) -> None:
+        if value not in ("tcp", "ipc"):
+            raise ConfigError(f"transport must be 'tcp' or 'ipc', not {value!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ConnectionInfo:
+        """Build from a decoded connection file; unknown keys are ignored.
+
+        Raises:
+            ConfigError: a field has an unusable value.
+        """
+        if not isinstance(d, dict):
+            raise ConfigError("a connection file must hold a JSON object")
+        names = {a.name for a in attrs.fields(cls)}
+        fields = {k: v for k, v in d.items() if k in names}
+        if fields.get("transport", "tcp") == "ipc" and not fields.get("ip"):
+            fields["ip"] = "kernel-ipc"
+        try:
+            return cls(**fields)
+        except TypeError as exc:
+            raise ConfigError(f"bad connection file: {exc}") from None
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> ConnectionInfo:
+        """Read a connection file.
+
+        Raises:
+            ConfigError: the file is missing, unreadable or not a valid connection file.
+        """
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"connection file not found: {path}") from None
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read connection file {path}: {exc}") from None
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    def write(self, path: str | os.PathLike[str]) -> None:
+        """Write the file readable by its owner only (it holds the signing key)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=1)
+        os.replace(tmp, path)
+
+    def endpoint(self, port_name: str) -> str:
+        """The ZeroMQ endpoint of one socket, e.g. ``endpoint("shell_port")``."""
+        port = getattr(self, port_name)
+        if self.transport == "ipc":
+            return f"ipc://{self.ip}-{port}"
+        return f"tcp://{self.ip}:{port}"
+
+    def with_ports(self, **ports: int) -> ConnectionInfo:
+        return attrs.evolve(self, **ports)  # type: ignore[arg-type]
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in PORT_NAMES}

@@ -1,0 +1,161 @@
+"""The context object through which kernel code sends output: never a patched ``sys.stdout``.
+
+One :class:`ExecuteContext` exists per ``execute_request``. Every output it publishes carries
+that request as parent, so output lands in the right notebook cell even when several kernels
+share a process. Output methods are plain functions that may be called from the Trio thread or
+from a worker thread started by :meth:`ExecuteContext.run_blocking` (they hop to the Trio thread
+themselves). When the request is ``silent`` they publish nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import trio
+
+from ._exceptions import StdinNotAllowedError
+from ._message import Message
+
+T = TypeVar("T")
+MimeBundle = dict[str, Any]
+#: (msg_type, content, metadata, buffers) -> None; queues one IOPub message for this request.
+PublishFn = Callable[[str, dict[str, Any], dict[str, Any] | None, Sequence[bytes]], None]
+InputFn = Callable[[str, bool], Awaitable[str]]
+
+
+class ExecuteContext:
+    """Output, input and blocking-work helpers for one execution.
+
+    Attributes:
+        execution_count: the count of this execution (shown as ``In [n]``).
+        silent: the frontend asked for no output; output calls do nothing.
+        store_history: this execution is recorded in history.
+        allow_stdin: :meth:`input` may ask the frontend for input.
+        request: the ``execute_request`` message (its ``metadata`` holds e.g. JupyterLab's
+            ``cellId``).
+    """
+
+    def __init__(
+        self,
+        *,
+        request: Message,
+        execution_count: int,
+        silent: bool,
+        store_history: bool,
+        allow_stdin: bool,
+        publish: PublishFn,
+        request_input: InputFn,
+    ) -> None:
+        self.request = request
+        self.execution_count = execution_count
+        self.silent = silent
+        self.store_history = store_history
+        self.allow_stdin = allow_stdin
+        self._publish_in_trio = publish
+        self._request_input = request_input
+        self._trio_thread = threading.get_ident()
+        self._token = trio.lowlevel.current_trio_token()
+        self.has_result = False
+
+    # -- output ---------------------------------------------------------------------------
+
+    def _publish(
+        self,
+        msg_type: str,
+        content: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+        buffers: Sequence[bytes] = (),
+    ) -> None:
+        if self.silent:
+            return
+        if threading.get_ident() == self._trio_thread:
+            self._publish_in_trio(msg_type, content, metadata, buffers)
+        else:
+            trio.from_thread.run_sync(
+                self._publish_in_trio, msg_type, content, metadata, buffers, trio_token=self._token
+            )
+
+    def stream(self, name: str, text: str) -> None:
+        """Send text to ``stdout`` or ``stderr``."""
+        if name not in ("stdout", "stderr"):
+            raise ValueError(f"stream name must be 'stdout' or 'stderr', not {name!r}")
+        if text:
+            self._publish("stream", {"name": name, "text": text})
+
+    def print(self, *values: object, sep: str = " ", end: str = "\n") -> None:
+        """Like :func:`print`, to this cell's stdout."""
+        self.stream("stdout", sep.join(map(str, values)) + end)
+
+    def stdout(self, text: str) -> None:
+        self.stream("stdout", text)
+
+    def stderr(self, text: str) -> None:
+        self.stream("stderr", text)
+
+    def display(
+        self,
+        data: MimeBundle,
+        metadata: dict[str, Any] | None = None,
+        *,
+        display_id: str | None = None,
+        buffers: Sequence[bytes] = (),
+    ) -> None:
+        """Show a mime bundle (``{"text/html": ..., "text/plain": ...}``) in the output area.
+
+        With ``display_id``, :meth:`update_display` can replace it later, wherever it is shown.
+        """
+        content: dict[str, Any] = {"data": data, "metadata": metadata or {}, "transient": {}}
+        if display_id is not None:
+            content["transient"] = {"display_id": display_id}
+        self._publish("display_data", content, None, buffers)
+
+    def update_display(
+        self, display_id: str, data: MimeBundle, metadata: dict[str, Any] | None = None
+    ) -> None:
+        """Replace every output shown with ``display_id``."""
+        self._publish(
+            "update_display_data",
+            {"data": data, "metadata": metadata or {}, "transient": {"display_id": display_id}},
+        )
+
+    def execute_result(self, data: MimeBundle, metadata: dict[str, Any] | None = None) -> None:
+        """Publish the cell's result (``Out[n]``); it should include ``text/plain``."""
+        self.has_result = True
+        self._publish(
+            "execute_result",
+            {"execution_count": self.execution_count, "data": data, "metadata": metadata or {}},
+        )
+
+    def clear_output(self, wait: bool = False) -> None:
+        """Clear the output area; with ``wait``, only when the next output arrives."""
+        self._publish("clear_output", {"wait": wait})
+
+    # -- input and blocking work -----------------------------------------------------------
+
+    async def input(self, prompt: str = "", *, password: bool = False) -> str:
+        """Ask the frontend for a line of input (``input_request`` on stdin).
+
+        Raises:
+            StdinNotAllowedError: the request had ``allow_stdin=False``.
+            EOFError: the user sent end-of-input.
+        """
+        if not self.allow_stdin:
+            raise StdinNotAllowedError("this frontend does not support input requests")
+        return await self._request_input(prompt, password)
+
+    def input_from_thread(self, prompt: str = "", *, password: bool = False) -> str:
+        """:meth:`input` for code running in a :meth:`run_blocking` worker thread."""
+        return trio.from_thread.run(
+            lambda: self.input(prompt, password=password), trio_token=self._token
+        )
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking or native code in a worker thread, keeping the kernel responsive.
+
+        Heartbeat, control requests and comms are served meanwhile. On interrupt, the
+        kernel's :meth:`~kernelsdk.BaseKernel.do_interrupt` hook is called to stop the native
+        work, and this call raises at once even if ``fn`` has not returned yet.
+        """
+        return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)

@@ -1,0 +1,79 @@
+"""Events: what the protocol core makes of incoming frames, and what it asks the driver to send.
+
+Events are nouns, frozen and final: match on their class, never subclass them.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import final
+
+import attrs
+
+from ._message import Message
+
+
+class Channel(enum.StrEnum):
+    """The four message channels (the heartbeat carries raw bytes, not messages)."""
+
+    SHELL = "shell"
+    CONTROL = "control"
+    STDIN = "stdin"
+    IOPUB = "iopub"
+
+
+@final
+@attrs.frozen
+class Request:
+    """A valid, verified request on shell or control, to be handled.
+
+    ``seq`` numbers shell and control requests in arrival order; ``stop_on_error`` uses it to
+    abort exactly the execute requests that had arrived when an execution failed.
+    """
+
+    channel: Channel
+    message: Message
+    seq: int
+
+    @property
+    def msg_type(self) -> str:
+        return self.message.header.msg_type
+
+
+@final
+@attrs.frozen
+class InputReply:
+    """An ``input_reply`` on stdin, answering this kernel's ``input_request``."""
+
+    message: Message
+
+
+@final
+@attrs.frozen
+class Subscription:
+    """A client (un)subscribed to IOPub (XPUB reports ``\\x01topic`` / ``\\x00topic``)."""
+
+    topic: bytes
+    subscribed: bool
+
+
+@final
+@attrs.frozen
+class InvalidMessage:
+    """Something a peer sent that must not be acted on: logged and dropped, never executed."""
+
+    channel: Channel
+    reason: str
+    frames: tuple[bytes, ...] = attrs.field(repr=False, default=())
+
+
+Event = Request | InputReply | Subscription | InvalidMessage
+
+
+@final
+@attrs.frozen
+class Outgoing:
+    """Frames the driver must send on ``channel``."""
+
+    channel: Channel
+    frames: tuple[bytes, ...]

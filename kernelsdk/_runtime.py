@@ -1,0 +1,106 @@
+"""Running a kernel process: connection file in, Trio event loop, sockets, signals, exit.
+
+This is what ``python -m kernelsdk run KERNEL -f CONNECTION_FILE`` calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+
+from ._clock import utc_now
+from ._connection import ConnectionInfo
+from ._kernel import BaseKernel
+from ._packers import get_packer
+from ._protocol import KernelProtocol
+from ._server import KernelServer
+from ._session import Session
+from ._zmq_transport import ZmqTransport
+
+log = logging.getLogger("kernelsdk")
+
+
+def _load_or_create(path: str) -> tuple[ConnectionInfo, bool]:
+    """Read the connection file; a missing one is created (ports chosen, a fresh key)."""
+    if os.path.exists(path):
+        return ConnectionInfo.from_file(path), False
+    return ConnectionInfo(key=str(uuid.uuid4())), True
+
+
+@asynccontextmanager
+async def open_kernel(
+    kernel: BaseKernel,
+    info: ConnectionInfo,
+    *,
+    packer: str = "json",
+    connection_file: str | None = None,
+) -> AsyncIterator[KernelServer]:
+    """Bind a kernel's sockets and serve it in the background.
+
+    The server is running inside the ``async with`` block; leaving it stops the kernel.
+    Several kernels can be opened in one process. With ``connection_file``, the ports actually
+    bound are written there (ports of 0 in ``info`` are chosen by the kernel).
+    """
+    transport = ZmqTransport.bind(info)
+    if connection_file is not None:
+        transport.info.write(connection_file)
+    session = Session(info.key.encode(), info.signature_scheme, get_packer(packer))
+    protocol = KernelProtocol(session, session_id=uuid.uuid4().hex, clock=utc_now)
+    server = KernelServer(kernel, transport, protocol)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve)
+            yield server
+            nursery.cancel_scope.cancel()
+    finally:
+        transport.close()
+
+
+async def _serve(
+    kernel_cls: type[BaseKernel], info: ConnectionInfo, path: str, packer: str, created: bool
+) -> None:
+    kernel = kernel_cls()
+    write_back = created or 0 in info.ports.values()
+    async with open_kernel(
+        kernel, info, packer=packer, connection_file=path if write_back else None
+    ) as server:
+        log.info("%s ready, connection file %s", kernel_cls.__name__, path)
+        with trio.open_signal_receiver(signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+
+                async def forward_interrupts() -> None:
+                    async for _ in signals:
+                        server.interrupt()
+
+                nursery.start_soon(forward_interrupts)
+                await server.wait_stopped()
+                nursery.cancel_scope.cancel()
+
+
+def run_kernel(
+    kernel_cls: type[BaseKernel],
+    connection_file: str,
+    *,
+    packer: str = "json",
+    log_level: str = "WARNING",
+) -> None:
+    """Serve ``kernel_cls`` on the sockets described by ``connection_file`` until shutdown.
+
+    SIGINT never kills the process: while idle it is ignored, while code runs it interrupts it.
+    """
+    # Ignored from the first moment: the client's interrupt must not kill a starting kernel.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.WARNING),
+        stream=sys.stderr,
+        format="[%(name)s %(levelname)s] %(message)s",
+    )
+    info, created = _load_or_create(connection_file)
+    trio.run(_serve, kernel_cls, info, connection_file, packer, created)

@@ -1,0 +1,469 @@
+"""The request loop: drives a :class:`~kernelsdk.BaseKernel` over a transport.
+
+Theory of operation
+-------------------
+One Trio nursery holds a task per channel:
+
+* the **shell reader** decodes every shell message as soon as it arrives. Requests are queued
+  for the **shell worker**, which runs them strictly one at a time. Comm messages that arrive
+  while an execution runs are handled at once, in their own task, so widgets never freeze
+  (they skip busy/idle then, which would otherwise flip the frontend's status to idle
+  mid-execution).
+* the **control reader** runs control requests one at a time, even while the shell worker
+  is busy: interrupt, shutdown and kernel_info always answer.
+* the **stdin reader** passes ``input_reply`` messages to the execution waiting for them.
+* the **IOPub writer** sends everything published, in order, from one queue: outputs always
+  precede the ``idle`` that follows them.
+* the **IOPub reader** answers each subscription with ``iopub_welcome``.
+
+Invalid messages are logged and dropped before anything else sees them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
+from inspect import isawaitable
+from typing import Any
+
+import trio
+
+from ._comm import CommManager
+from ._context import ExecuteContext
+from ._events import Channel, InputReply, InvalidMessage, Outgoing, Request, Subscription
+from ._exceptions import ExecutionError, RemoteProtocolError
+from ._kernel import BaseKernel, Completions, IsComplete
+from ._message import Message
+from ._protocol import COMM_MESSAGES, ExecutePlan, KernelProtocol
+from ._transport import Transport
+
+log = logging.getLogger("kernelsdk")
+
+#: The request being handled in the current task; comms publish with it as parent.
+_current_parent: ContextVar[Message | None] = ContextVar("kernelsdk_parent", default=None)
+
+_QueuedIOPub = tuple[str, dict[str, Any], Message | None, dict[str, Any] | None, Sequence[bytes]]
+#: What the IOPub queue holds: a message to build, a built one, or a flush marker to set.
+_IOPubItem = _QueuedIOPub | Outgoing | trio.Event
+
+
+def _error_content(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, ExecutionError):
+        return {"ename": exc.ename, "evalue": exc.evalue, "traceback": list(exc.traceback)}
+    return {
+        "ename": type(exc).__name__,
+        "evalue": str(exc),
+        "traceback": traceback.format_exception(exc),
+    }
+
+
+class KernelServer:
+    """Serves one kernel instance over one transport until shutdown.
+
+    Args:
+        kernel: the kernel instance.
+        transport: connected channels (ZeroMQ or in-memory).
+        protocol: the sans-IO protocol state for this kernel process.
+    """
+
+    def __init__(self, kernel: BaseKernel, transport: Transport, protocol: KernelProtocol) -> None:
+        self.kernel = kernel
+        self.transport = transport
+        self.protocol = protocol
+        self._iopub_send, self._iopub_recv = trio.open_memory_channel[_IOPubItem](math.inf)
+        self._shell_send, self._shell_recv = trio.open_memory_channel[Request](math.inf)
+        self._input_send, self._input_recv = trio.open_memory_channel[InputReply](math.inf)
+        self._executing: set[trio.CancelScope] = set()
+        self._shell_busy = False
+        self._comm_ids = 0
+        self._shutdown = trio.Event()
+        self._stopped = trio.Event()
+        self.shutdown_restart: bool | None = None
+        kernel.comms = CommManager(self._publish_comm, self._new_comm_id)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until a shutdown request has been answered."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._iopub_writer)
+            self.publish("status", {"execution_state": "starting"}, None)
+            nursery.start_soon(self._iopub_reader)
+            nursery.start_soon(self._stdin_reader)
+            nursery.start_soon(self._control_reader)
+            nursery.start_soon(self._shell_reader, nursery)
+            nursery.start_soon(self._shell_worker)
+            task_status.started()
+            await self._shutdown.wait()
+            # Let the IOPub writer send what is queued (the shutdown broadcast and idle).
+            await self._flush_iopub()
+            nursery.cancel_scope.cancel()
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        """Wait until a shutdown request has been answered and its messages sent."""
+        await self._stopped.wait()
+
+    def interrupt(self) -> None:
+        """Interrupt the running execution (from SIGINT or ``interrupt_request``)."""
+        log.info("interrupt: %d execution(s) running", len(self._executing))
+        for scope in self._executing:
+            scope.cancel()
+        try:
+            self.kernel.do_interrupt()
+        except Exception:
+            log.exception("do_interrupt hook failed")
+
+    # -- IOPub --------------------------------------------------------------------------------
+
+    def publish(
+        self,
+        msg_type: str,
+        content: dict[str, Any],
+        parent: Message | None,
+        metadata: dict[str, Any] | None = None,
+        buffers: Sequence[bytes] = (),
+    ) -> None:
+        """Queue an IOPub message (sent in order by the IOPub writer)."""
+        self._iopub_send.send_nowait((msg_type, content, parent, metadata, buffers))
+
+    def _publish_comm(
+        self,
+        msg_type: str,
+        content: dict[str, Any],
+        metadata: dict[str, Any] | None,
+        buffers: Sequence[bytes],
+    ) -> None:
+        self.publish(msg_type, content, _current_parent.get(), metadata, buffers)
+
+    def _new_comm_id(self) -> str:
+        self._comm_ids += 1
+        return f"{self.protocol.session_id}-comm-{self._comm_ids}"
+
+    async def _iopub_writer(self) -> None:
+        async for item in self._iopub_recv:
+            if isinstance(item, trio.Event):
+                item.set()
+                continue
+            if isinstance(item, Outgoing):
+                frames = item.frames
+            else:
+                msg_type, content, parent, metadata, buffers = item
+                frames = self.protocol.publish(
+                    msg_type, content, parent, metadata=metadata, buffers=buffers
+                ).frames
+            await self.transport.send(Channel.IOPUB, frames)
+
+    async def _flush_iopub(self) -> None:
+        """Wait until everything published so far has been sent."""
+        done = trio.Event()
+        self._iopub_send.send_nowait(done)
+        await done.wait()
+
+    async def _iopub_reader(self) -> None:
+        while True:
+            event = self.protocol.receive(
+                Channel.IOPUB, await self.transport.receive(Channel.IOPUB)
+            )
+            if isinstance(event, Subscription) and event.subscribed:
+                self._iopub_send.send_nowait(self.protocol.welcome(event))
+            elif isinstance(event, InvalidMessage):
+                log.warning("dropped invalid message on iopub: %s", event.reason)
+
+    # -- receiving ------------------------------------------------------------------------------
+
+    async def _receive_request(self, channel: Channel) -> Request | InputReply:
+        while True:
+            event = self.protocol.receive(channel, await self.transport.receive(channel))
+            if isinstance(event, InvalidMessage):
+                log.warning("dropped invalid message on %s: %s", channel, event.reason)
+                continue
+            assert isinstance(event, Request | InputReply)
+            return event
+
+    async def _shell_reader(self, nursery: trio.Nursery) -> None:
+        while True:
+            req = await self._receive_request(Channel.SHELL)
+            assert isinstance(req, Request)
+            if self._shell_busy and req.msg_type in COMM_MESSAGES:
+                nursery.start_soon(self._handle_comm, req)
+            else:
+                self._shell_send.send_nowait(req)
+
+    async def _shell_worker(self) -> None:
+        async for req in self._shell_recv:
+            self._shell_busy = True
+            try:
+                await self._handle(req)
+            finally:
+                self._shell_busy = False
+
+    async def _control_reader(self) -> None:
+        while True:
+            req = await self._receive_request(Channel.CONTROL)
+            assert isinstance(req, Request)
+            await self._handle(req)
+
+    async def _stdin_reader(self) -> None:
+        while True:
+            reply = await self._receive_request(Channel.STDIN)
+            assert isinstance(reply, InputReply)
+            self._input_send.send_nowait(reply)
+
+    # -- handling one request --------------------------------------------------------------
+
+    async def _reply(
+        self, req: Request, content: dict[str, Any], metadata: dict[str, Any] | None = None
+    ) -> None:
+        await self.transport.send(req.channel, self.protocol.reply(req, content, metadata).frames)
+
+    async def _handle(self, req: Request) -> None:
+        """busy -> the handler -> reply -> idle, with the request as parent throughout."""
+        msg = req.message
+        token = _current_parent.set(msg)
+        self.publish("status", {"execution_state": "busy"}, msg)
+        try:
+            if self.protocol.should_abort(req):
+                await self.transport.send(req.channel, self.protocol.abort_reply(req).frames)
+                return
+            handler = self._HANDLERS[req.msg_type]
+            try:
+                await handler(self, req)
+            except Exception as exc:  # a hook failed: an error reply, never a dead kernel
+                log.exception("%s failed", req.msg_type)
+                await self._reply(req, {"status": "error", **_error_content(exc)})
+        finally:
+            self.publish("status", {"execution_state": "idle"}, msg)
+            _current_parent.reset(token)
+
+    async def _execute(self, req: Request) -> None:
+        try:
+            plan = self.protocol.begin_execute(req)
+        except RemoteProtocolError as exc:
+            await self._reply(
+                req,
+                {
+                    "status": "error",
+                    "ename": "ProtocolError",
+                    "evalue": str(exc),
+                    "traceback": [],
+                    "execution_count": self.protocol.execution_count,
+                },
+            )
+            return
+        msg = req.message
+        if not plan.silent:
+            self.publish(
+                "execute_input", {"code": plan.code, "execution_count": plan.execution_count}, msg
+            )
+        ctx = ExecuteContext(
+            request=msg,
+            execution_count=plan.execution_count,
+            silent=plan.silent,
+            store_history=plan.store_history,
+            allow_stdin=plan.allow_stdin,
+            publish=lambda t, c, m, b: self.publish(t, c, msg, m, b),
+            request_input=lambda prompt, password: self._input(msg, prompt, password),
+        )
+        error: dict[str, Any] | None = None
+        result: Any = None
+        with trio.CancelScope() as scope:
+            self._executing.add(scope)
+            try:
+                result = await self.kernel.do_execute(plan.code, ctx)
+            except Exception as exc:
+                error = _error_content(exc)
+            finally:
+                self._executing.discard(scope)
+        if scope.cancelled_caught:
+            error = {
+                "ename": "KeyboardInterrupt",
+                "evalue": "interrupted by the user",
+                "traceback": ["KeyboardInterrupt: interrupted by the user"],
+            }
+        output_text = None
+        if error is None and result is not None:
+            bundle = {"text/plain": result} if isinstance(result, str) else result
+            output_text = bundle.get("text/plain")
+            ctx.execute_result(bundle)
+        if plan.store_history:
+            self.kernel.history.append(plan.execution_count, plan.code, output_text)
+        if error is not None:
+            await self._execute_failed(req, plan, error)
+            return
+        await self._reply(
+            req,
+            {
+                "status": "ok",
+                "execution_count": plan.execution_count,
+                "payload": [],
+                "user_expressions": await self._user_expressions(plan.user_expressions),
+            },
+        )
+
+    async def _execute_failed(self, req: Request, plan: ExecutePlan, error: dict[str, Any]) -> None:
+        if not plan.silent:
+            self.publish("error", error, req.message)
+        # Take in what the client already sent, so that "queued" means "sent before the error".
+        await trio.sleep(0)
+        self.protocol.execute_failed(plan)
+        await self._reply(
+            req,
+            {
+                "status": "error",
+                **error,
+                "execution_count": plan.execution_count,
+                "user_expressions": {},
+                "payload": [],
+            },
+        )
+
+    async def _user_expressions(self, expressions: dict[str, str]) -> dict[str, Any]:
+        results: dict[str, Any] = {}
+        for name, expression in expressions.items():
+            try:
+                data = await self.kernel.do_user_expression(expression)
+                results[name] = {"status": "ok", "data": data, "metadata": {}}
+            except Exception as exc:
+                results[name] = {"status": "error", **_error_content(exc)}
+        return results
+
+    async def _input(self, parent: Message, prompt: str, password: bool) -> str:
+        # Replies to an earlier, abandoned input_request must not answer this one.
+        while True:
+            try:
+                self._input_recv.receive_nowait()
+            except trio.WouldBlock:
+                break
+        out = self.protocol.input_request(parent, prompt, password)
+        await self._flush_iopub()  # the prompt belongs after what the cell printed so far
+        await self.transport.send(out.channel, out.frames)
+        reply = await self._input_recv.receive()
+        value = reply.message.content.get("value", "")
+        if not isinstance(value, str):
+            log.warning("input_reply.value is not a string: treated as empty")
+            value = ""
+        if value == "\x04":
+            raise EOFError("end of input")
+        return value
+
+    async def _complete(self, req: Request) -> None:
+        c = req.message.content
+        code, pos = str(c.get("code", "")), c.get("cursor_pos")
+        pos = len(code) if not isinstance(pos, int) else pos
+        result = await self.kernel.do_complete(code, pos)
+        if not isinstance(result, Completions):
+            raise TypeError("do_complete must return kernelsdk.Completions")
+        await self._reply(
+            req,
+            {
+                "status": "ok",
+                "matches": list(result.matches),
+                "cursor_start": result.cursor_start,
+                "cursor_end": result.cursor_end,
+                "metadata": dict(result.metadata),
+            },
+        )
+
+    async def _inspect(self, req: Request) -> None:
+        c = req.message.content
+        code, pos = str(c.get("code", "")), c.get("cursor_pos")
+        pos = len(code) if not isinstance(pos, int) else pos
+        detail = c.get("detail_level", 0)
+        data = await self.kernel.do_inspect(code, pos, detail if isinstance(detail, int) else 0)
+        await self._reply(
+            req, {"status": "ok", "found": data is not None, "data": data or {}, "metadata": {}}
+        )
+
+    async def _is_complete(self, req: Request) -> None:
+        result = await self.kernel.do_is_complete(str(req.message.content.get("code", "")))
+        if not isinstance(result, IsComplete):
+            raise TypeError("do_is_complete must return kernelsdk.IsComplete")
+        content: dict[str, Any] = {"status": result.status}
+        if result.status == "incomplete":
+            content["indent"] = result.indent
+        await self._reply(req, content)
+
+    async def _history(self, req: Request) -> None:
+        c = req.message.content
+        known = (
+            "hist_access_type",
+            "output",
+            "raw",
+            "session",
+            "start",
+            "stop",
+            "n",
+            "pattern",
+            "unique",
+        )
+        args = {k: c[k] for k in known if k in c and c[k] is not None}
+        args.setdefault("hist_access_type", "tail")
+        args.setdefault("output", False)
+        args.setdefault("raw", True)
+        history = await self.kernel.do_history(**args)
+        await self._reply(req, {"status": "ok", "history": history})
+
+    async def _kernel_info(self, req: Request) -> None:
+        await self._reply(req, {"status": "ok", **self.kernel.kernel_info()})
+
+    async def _comm_info(self, req: Request) -> None:
+        target = req.message.content.get("target_name")
+        comms = self.kernel.comms.info(target if isinstance(target, str) else None)
+        await self._reply(req, {"status": "ok", "comms": comms})
+
+    async def _connect(self, req: Request) -> None:
+        await self._reply(req, {"status": "ok", **self.transport.ports})
+
+    async def _interrupt(self, req: Request) -> None:
+        self.interrupt()
+        await self._reply(req, {"status": "ok"})
+
+    async def _shutdown_request(self, req: Request) -> None:
+        restart = bool(req.message.content.get("restart", False))
+        await self.kernel.do_shutdown(restart)
+        content = {"status": "ok", "restart": restart}
+        await self._reply(req, content)
+        # ipykernel re-broadcasts the reply on IOPub so every client learns of the shutdown.
+        self.publish("shutdown_reply", content, req.message)
+        self.shutdown_restart = restart
+        self._shutdown.set()
+
+    async def _comm(self, req: Request) -> None:
+        handlers: dict[str, Callable[[Message], Any]] = {
+            "comm_open": self.kernel.comms._handle_open,
+            "comm_msg": self.kernel.comms._handle_msg,
+            "comm_close": self.kernel.comms._handle_close,
+        }
+        result = handlers[req.msg_type](req.message)
+        if isawaitable(result):
+            await result
+
+    async def _handle_comm(self, req: Request) -> None:
+        """A comm message during an execution: handled at once, without busy/idle."""
+        token = _current_parent.set(req.message)
+        try:
+            await self._comm(req)
+        except Exception:
+            log.exception("comm handler for %s failed", req.msg_type)
+        finally:
+            _current_parent.reset(token)
+
+    _HANDLERS: dict[str, Callable[[KernelServer, Request], Awaitable[None]]] = {
+        "execute_request": _execute,
+        "complete_request": _complete,
+        "inspect_request": _inspect,
+        "is_complete_request": _is_complete,
+        "history_request": _history,
+        "kernel_info_request": _kernel_info,
+        "comm_info_request": _comm_info,
+        "connect_request": _connect,
+        "interrupt_request": _interrupt,
+        "shutdown_request": _shutdown_request,
+        "comm_open": _comm,
+        "comm_msg": _comm,
+        "comm_close": _comm,
+    }

@@ -1,0 +1,29 @@
+"""The I/O boundary: the server reads and writes frames through a :class:`Transport`.
+
+Two implementations exist: ZeroMQ sockets (:mod:`kernelsdk._zmq_transport`) and paired
+in-memory queues for tests (:class:`kernelsdk.testing.MemoryTransport`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from ._events import Channel
+
+
+class Transport(Protocol):
+    """Frames in and out of the four message channels.
+
+    ``receive(Channel.IOPUB)`` yields XPUB subscription frames. Sends on one channel may come
+    from several tasks at once; implementations keep each multipart message whole.
+    """
+
+    async def send(self, channel: Channel, frames: Sequence[bytes]) -> None: ...
+
+    async def receive(self, channel: Channel) -> list[bytes]: ...
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """The bound ports by connection-file name (``shell_port``...), for ``connect_reply``."""
+        ...

@@ -1,0 +1,116 @@
+"""The ZeroMQ transport: the five sockets of a kernel, bound as the connection file says."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import zmq
+
+from ._connection import ConnectionInfo
+from ._events import Channel
+from ._exceptions import TransportError
+from ._heartbeat import Heartbeat
+from ._trio_zmq import TrioSocket
+
+_SOCKETS = {
+    Channel.SHELL: ("shell_port", zmq.ROUTER),
+    Channel.CONTROL: ("control_port", zmq.ROUTER),
+    Channel.STDIN: ("stdin_port", zmq.ROUTER),
+    Channel.IOPUB: ("iopub_port", zmq.XPUB),
+}
+
+
+def _endpoint(info: ConnectionInfo, port_name: str, taken: set[int]) -> str:
+    """The endpoint to bind; port 0 means "any free port" (tcp) or "a free suffix" (ipc)."""
+    port: int = getattr(info, port_name)
+    if info.transport == "tcp":
+        return f"tcp://{info.ip}:{port or '*'}"
+    if port == 0:
+        port = 1
+        while port in taken or os.path.exists(f"{info.ip}-{port}"):
+            port += 1
+    return f"ipc://{info.ip}-{port}"
+
+
+def _port_of(endpoint: str, transport: str) -> int:
+    return int(endpoint.rsplit(":" if transport == "tcp" else "-", 1)[1])
+
+
+class ZmqTransport:
+    """Shell, control and stdin ROUTERs, an IOPub XPUB and the heartbeat thread.
+
+    Use :meth:`bind`; the resulting :attr:`info` holds the ports actually bound.
+    """
+
+    def __init__(
+        self,
+        context: zmq.Context[Any],
+        sockets: dict[Channel, TrioSocket],
+        heartbeat: Heartbeat,
+        info: ConnectionInfo,
+    ) -> None:
+        self._context = context
+        self._sockets = sockets
+        self._heartbeat = heartbeat
+        self.info = info
+
+    @classmethod
+    def bind(cls, info: ConnectionInfo, context: zmq.Context[Any] | None = None) -> ZmqTransport:
+        """Create and bind every socket.
+
+        Raises:
+            TransportError: a port is taken or an address cannot be bound.
+        """
+        context = context or zmq.Context()
+        sockets: dict[Channel, TrioSocket] = {}
+        ports: dict[str, int] = {}
+        try:
+            for channel, (port_name, kind) in _SOCKETS.items():
+                sock = context.socket(kind)
+                sock.linger = 1000
+                if kind == zmq.ROUTER:
+                    # A client that reconnects with the same identity takes over its route.
+                    sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+                else:
+                    # Report every subscription, even repeated "" ones, so each new client
+                    # gets its iopub_welcome; and never drop output for a slow subscriber.
+                    sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+                    sock.setsockopt(zmq.SNDHWM, 0)
+                sockets[channel] = TrioSocket(sock)
+                endpoint = _endpoint(info, port_name, set(ports.values()))
+                try:
+                    sock.bind(endpoint)
+                except zmq.ZMQError as exc:
+                    raise TransportError(f"cannot bind {port_name} to {endpoint}: {exc}") from exc
+                bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+                ports[port_name] = _port_of(bound, info.transport)
+            heartbeat = Heartbeat(context, _endpoint(info, "hb_port", set(ports.values())))
+            ports["hb_port"] = _port_of(heartbeat.start(), info.transport)
+        except BaseException:
+            for s in sockets.values():
+                s.close(linger=0)
+            raise
+        return cls(context, sockets, heartbeat, info.with_ports(**ports))
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return self.info.ports
+
+    async def send(self, channel: Channel, frames: Sequence[bytes]) -> None:
+        await self._sockets[channel].send_multipart(frames)
+
+    async def receive(self, channel: Channel) -> list[bytes]:
+        return await self._sockets[channel].recv_multipart()
+
+    def close(self, linger: int = 1000) -> None:
+        """Close every socket; queued messages get ``linger`` ms to leave."""
+        for sock in self._sockets.values():
+            sock.close(linger=linger)
+        self._heartbeat.stop()
+        if self.info.transport == "ipc":
+            for port in self.info.ports.values():
+                with contextlib.suppress(OSError):
+                    os.unlink(f"{self.info.ip}-{port}")

@@ -1,0 +1,187 @@
+"""Test a kernel without sockets: the full protocol over paired in-memory queues.
+
+Example::
+
+    async def test_echo():
+        async with open_test_kernel(EchoKernel()) as client:
+            result = await client.execute("hello")
+            assert result.reply.content["status"] == "ok"
+            assert result.stdout == "hello\\n"
+
+The client speaks real signed frames through the same :class:`~kernelsdk.KernelProtocol` and
+server as the ZeroMQ runtime; only the sockets are replaced.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, final
+
+import attrs
+import trio
+
+from ._clock import utc_now
+from ._events import Channel
+from ._kernel import BaseKernel
+from ._message import Header, Message
+from ._protocol import KernelProtocol
+from ._server import KernelServer
+from ._session import Session
+
+__all__ = ["MemoryTransport", "RequestResult", "TestClient", "open_test_kernel"]
+
+_CLIENT_IDENTITY = b"test-client"
+
+
+class MemoryTransport:
+    """A :class:`~kernelsdk.Transport` over in-memory queues, one pair per channel."""
+
+    def __init__(self) -> None:
+        self._to_kernel = {ch: trio.open_memory_channel[list[bytes]](math.inf) for ch in Channel}
+        self._to_client = {ch: trio.open_memory_channel[list[bytes]](math.inf) for ch in Channel}
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return dict.fromkeys(
+            ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"), 0
+        )
+
+    # The kernel's side.
+    async def send(self, channel: Channel, frames: Sequence[bytes]) -> None:
+        self._to_client[channel][0].send_nowait(list(frames))
+
+    async def receive(self, channel: Channel) -> list[bytes]:
+        return await self._to_kernel[channel][1].receive()
+
+    # The client's side.
+    def client_send(self, channel: Channel, frames: Sequence[bytes]) -> None:
+        """Deliver raw frames to the kernel (they may be garbage, on purpose)."""
+        self._to_kernel[channel][0].send_nowait(list(frames))
+
+    async def client_receive(self, channel: Channel) -> list[bytes]:
+        return await self._to_client[channel][1].receive()
+
+
+@final
+@attrs.frozen
+class RequestResult:
+    """A request's reply and the IOPub messages published for it between busy and idle."""
+
+    reply: Message
+    iopub: list[Message]
+
+    @property
+    def outputs(self) -> list[Message]:
+        """IOPub messages other than ``status`` and ``execute_input``."""
+        return [m for m in self.iopub if m.msg_type not in ("status", "execute_input")]
+
+    def stream(self, name: str) -> str:
+        return "".join(
+            m.content["text"]
+            for m in self.iopub
+            if m.msg_type == "stream" and m.content["name"] == name
+        )
+
+    @property
+    def stdout(self) -> str:
+        return self.stream("stdout")
+
+    @property
+    def stderr(self) -> str:
+        return self.stream("stderr")
+
+
+class TestClient:
+    """A minimal client: builds signed requests, and collects replies and IOPub per request."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, transport: MemoryTransport, session: Session) -> None:
+        self.transport = transport
+        self.session = session
+        self._count = 0
+        self._iopub: dict[str, list[Message]] = {}
+        self._replies: dict[str, Message] = {}
+        self.input_replies: list[str] = []
+
+    def message(self, msg_type: str, content: dict[str, Any] | None = None) -> Message:
+        self._count += 1
+        header = Header(
+            msg_id=f"test-{self._count}",
+            msg_type=msg_type,
+            session="test-client",
+            username="test",
+            date=utc_now(),
+        )
+        return Message(header, content or {}, identities=(_CLIENT_IDENTITY,))
+
+    def send(
+        self, msg_type: str, content: dict[str, Any] | None = None, channel: Channel = Channel.SHELL
+    ) -> str:
+        """Send a request; returns its msg_id."""
+        msg = self.message(msg_type, content)
+        self.transport.client_send(channel, self.session.serialize(msg))
+        return msg.msg_id
+
+    async def receive(self, channel: Channel) -> Message:
+        return self.session.deserialize(await self.transport.client_receive(channel))
+
+    async def collect(
+        self, msg_id: str, channel: Channel = Channel.SHELL, expect_reply: bool = True
+    ) -> RequestResult:
+        """Wait for the reply to ``msg_id`` and for its ``idle`` status."""
+        iopub: list[Message] = []
+        while True:
+            msg = await self.receive(Channel.IOPUB)
+            if msg.parent_header is None or msg.parent_header.msg_id != msg_id:
+                continue
+            iopub.append(msg)
+            if msg.msg_type == "status" and msg.content["execution_state"] == "idle":
+                break
+        reply = await self.receive(channel) if expect_reply else self.message("none")
+        return RequestResult(reply, iopub)
+
+    async def request(
+        self, msg_type: str, content: dict[str, Any] | None = None, channel: Channel = Channel.SHELL
+    ) -> RequestResult:
+        return await self.collect(self.send(msg_type, content, channel), channel)
+
+    async def execute(self, code: str, **options: Any) -> RequestResult:
+        """Run ``code``; with ``input=[...]``, answer input requests with those values."""
+        answers = list(options.pop("input", []))
+        msg_id = self.send(
+            "execute_request",
+            {"code": code, "silent": False, "allow_stdin": bool(answers), **options},
+        )
+        if not answers:
+            return await self.collect(msg_id)
+        async with trio.open_nursery() as nursery:
+
+            async def answer() -> None:
+                for value in answers:
+                    await self.receive(Channel.STDIN)
+                    reply = self.message("input_reply", {"value": value})
+                    self.transport.client_send(Channel.STDIN, self.session.serialize(reply))
+
+            nursery.start_soon(answer)
+            result = await self.collect(msg_id)
+            nursery.cancel_scope.cancel()
+        return result
+
+
+@asynccontextmanager
+async def open_test_kernel(
+    kernel: BaseKernel, *, key: bytes = b"kernelsdk-test-key"
+) -> AsyncIterator[TestClient]:
+    """Serve ``kernel`` over a :class:`MemoryTransport` and yield a client for it."""
+    transport = MemoryTransport()
+    protocol = KernelProtocol(Session(key), session_id="test-kernel", clock=utc_now)
+    server = KernelServer(kernel, transport, protocol)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        client = TestClient(transport, Session(key))
+        client.server = server  # type: ignore[attr-defined]
+        yield client
+        nursery.cancel_scope.cancel()
