@@ -35,6 +35,9 @@ from ._packers import Packer as Packer
 from ._packers import get_packer as get_packer
 from ._protocol import ExecutePlan as ExecutePlan
 from ._protocol import KernelProtocol as KernelProtocol
+from ._runtime import open_kernel as open_kernel
+from ._runtime import run_kernel as run_kernel
+from ._server import KernelServer as KernelServer
 from ._session import DELIMITER as DELIMITER
 from ._session import Session as Session
 from ._version import PROTOCOL_VERSION as PROTOCOL_VERSION
@@ -63,6 +66,7 @@ __all__ = [
     "KernelNotFoundError",
     "KernelProtocol",
     "KernelSDKError",
+    "KernelServer",
     "KernelSpec",
     "LocalProtocolError",
     "Message",
@@ -77,4 +81,6 @@ __all__ = [
     "TransportError",
     "__version__",
     "get_packer",
+    "open_kernel",
+    "run_kernel",
 ]

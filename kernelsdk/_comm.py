@@ -22,6 +22,10 @@ MessageHandler = Callable[["Comm", "Message"], Any]
 TargetHandler = Callable[["Comm", "Message"], Any]
 
 
+def _not_served(*_args: object) -> Any:
+    raise RuntimeError("this kernel is not being served yet: comms cannot send")
+
+
 class Comm:
     """One open comm. Use :meth:`send` and :meth:`close`; set handlers with :meth:`on_msg`."""
 
@@ -68,11 +72,16 @@ class Comm:
 class CommManager:
     """The comms of one kernel: registered targets and open comms."""
 
-    def __init__(self, publish: Publisher, new_id: Callable[[], str]) -> None:
-        self._publish = publish
-        self._new_id = new_id
+    def __init__(self) -> None:
+        self._publish: Publisher = _not_served
+        self._new_id: Callable[[], str] = lambda: _not_served("", {}, None, ())
         self._targets: dict[str, TargetHandler] = {}
         self._comms: dict[str, Comm] = {}
+
+    def _attach(self, publish: Publisher, new_id: Callable[[], str]) -> None:
+        """Called by the server that serves this kernel: from now on comms can send."""
+        self._publish = publish
+        self._new_id = new_id
 
     def register_target(self, target_name: str, handler: TargetHandler) -> None:
         """Call ``handler(comm, open_message)`` when the frontend opens a comm to this target."""

@@ -84,9 +84,8 @@ class BaseKernel:
     resources: ClassVar[str | os.PathLike[str] | None] = None
     kernelspec_env: ClassVar[dict[str, str]] = {}
 
-    comms: CommManager
-
     def __init__(self) -> None:
+        self.comms = CommManager()
         self.history = InMemoryHistory()
 
     # -- hooks ----------------------------------------------------------------------------

@@ -31,7 +31,6 @@ from typing import Any
 
 import trio
 
-from ._comm import CommManager
 from ._context import ExecuteContext
 from ._events import Channel, InputReply, InvalidMessage, Outgoing, Request, Subscription
 from ._exceptions import ExecutionError, RemoteProtocolError
@@ -82,7 +81,7 @@ class KernelServer:
         self._shutdown = trio.Event()
         self._stopped = trio.Event()
         self.shutdown_restart: bool | None = None
-        kernel.comms = CommManager(self._publish_comm, self._new_comm_id)
+        kernel.comms._attach(self._publish_comm, self._new_comm_id)
 
     # -- lifecycle --------------------------------------------------------------------------
 
