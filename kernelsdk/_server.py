@@ -12,8 +12,8 @@ One Trio nursery holds a task per channel:
 * the **control reader** runs control requests one at a time, even while the shell worker
   is busy: interrupt, shutdown and kernel_info always answer.
 * the **stdin reader** passes ``input_reply`` messages to the execution waiting for them.
-* the **IOPub writer** sends everything published, in order, from one queue: outputs always
-  precede the ``idle`` that follows them.
+* the **IOPub writer** sends everything published, and the shell replies, in order, from one
+  queue: a request's outputs, then its reply, then its ``idle``.
 * the **IOPub reader** answers each subscription with ``iopub_welcome``.
 
 Invalid messages are logged and dropped before anything else sees them.
@@ -148,13 +148,13 @@ class KernelServer:
                 item.set()
                 continue
             if isinstance(item, Outgoing):
-                frames = item.frames
+                out = item
             else:
                 msg_type, content, parent, metadata, buffers = item
-                frames = self.protocol.publish(
+                out = self.protocol.publish(
                     msg_type, content, parent, metadata=metadata, buffers=buffers
-                ).frames
-            await self.transport.send(Channel.IOPUB, frames)
+                )
+            await self.transport.send(out.channel, out.frames)
 
     async def _flush_iopub(self) -> None:
         """Wait until everything published so far has been sent."""
@@ -217,7 +217,16 @@ class KernelServer:
     async def _reply(
         self, req: Request, content: dict[str, Any], metadata: dict[str, Any] | None = None
     ) -> None:
-        await self.transport.send(req.channel, self.protocol.reply(req, content, metadata).frames)
+        await self._send_reply(req, self.protocol.reply(req, content, metadata))
+
+    async def _send_reply(self, req: Request, reply: Outgoing) -> None:
+        if req.channel is Channel.SHELL:
+            # Through the IOPub writer's FIFO: the reply leaves after the request's outputs
+            # and before its idle, the order ipykernel guarantees and some clients rely on.
+            self._iopub_send.send_nowait(reply)
+        else:
+            # Control replies go at once: they must not wait behind queued output.
+            await self.transport.send(reply.channel, reply.frames)
 
     async def _handle(self, req: Request) -> None:
         """busy -> the handler -> reply -> idle, with the request as parent throughout."""
@@ -226,7 +235,7 @@ class KernelServer:
         self.publish("status", {"execution_state": "busy"}, msg)
         try:
             if self.protocol.should_abort(req):
-                await self.transport.send(req.channel, self.protocol.abort_reply(req).frames)
+                await self._send_reply(req, self.protocol.abort_reply(req))
                 return
             handler = self._HANDLERS[req.msg_type]
             try:
