@@ -43,12 +43,10 @@ def _echo(sock: zmq.Socket[Any]) -> None:
 class Heartbeat:
     """Echo server for the Jupyter heartbeat channel.
 
-    ``context`` is accepted so the call site looks like the other channels', but it is not
-    used: the heartbeat always owns a private context (see the module docstring). It may be
-    None.
+    The heartbeat always owns a private zmq context (see the module docstring).
     """
 
-    def __init__(self, context: zmq.Context[Any] | None, endpoint: str) -> None:
+    def __init__(self, endpoint: str) -> None:
         self._requested = endpoint
         self._context: zmq.Context[Any] | None = None
         self._thread: threading.Thread | None = None

@@ -315,8 +315,11 @@ class KernelServer:
     async def _execute_failed(self, req: Request, plan: ExecutePlan, error: dict[str, Any]) -> None:
         if not plan.silent:
             self.publish("error", error, req.message)
-        # Take in what the client already sent, so that "queued" means "sent before the error".
-        await trio.sleep(0)
+        # Let the readers take in every message that has already arrived, so that "queued"
+        # means "sent before the error" rather than "happened to be read already".
+        from trio.testing import wait_all_tasks_blocked
+
+        await wait_all_tasks_blocked()
         self.protocol.execute_failed(plan)
         await self._reply(
             req,

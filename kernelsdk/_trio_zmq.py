@@ -155,6 +155,7 @@ class TrioSocket:
             raise self._error(exc) from exc
         # Reading EVENTS processed pending commands: it may have eaten an edge that the
         # watcher is waiting for (rule 2).
+        self._wake(events)
         if events & flag:
             # Rule 4 (or a command that arrived just now): retry, yielding first.
             await trio.sleep(_BACKOFF[min(spins, len(_BACKOFF) - 1)])

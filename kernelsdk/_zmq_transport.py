@@ -87,7 +87,7 @@ class ZmqTransport:
                     raise TransportError(f"cannot bind {port_name} to {endpoint}: {exc}") from exc
                 bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
                 ports[port_name] = _port_of(bound, info.transport)
-            heartbeat = Heartbeat(context, _endpoint(info, "hb_port", set(ports.values())))
+            heartbeat = Heartbeat(_endpoint(info, "hb_port", set(ports.values())))
             ports["hb_port"] = _port_of(heartbeat.start(), info.transport)
         except BaseException:
             for s in sockets.values():

@@ -1,0 +1,5 @@
+"""``python -m kernelsdk``."""
+
+from ._cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,199 @@
+"""``python -m kernelsdk``: install, list, remove and run kernels built on kernelsdk.
+
+``run`` is what every kernel.json launches, so this module imports only what a subcommand
+needs, when it needs it (``run`` never imports jupyter_client).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from ._exceptions import ConfigError, KernelSDKError
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+PROG = "kernelsdk"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status (2 for a user error)."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse reports usage errors (2) and --help (0) this way
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    try:
+        status: int = args.func(args)
+    except KernelSDKError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    return status
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Install, list, remove and run Jupyter kernels built on kernelsdk."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "install",
+        help="install kernelspecs (all available kernels if none is named)",
+        description="Write kernel.json (and the kernel's logos) for each KERNEL, or for every "
+        "kernel registered in the 'kernelsdk.kernels' entry-point group.",
+    )
+    p.add_argument("kernels", nargs="*", metavar="KERNEL", help="entry-point name or module:Class")
+    _add_location(p, default_help="default: the system-wide Jupyter data directory")
+    p.add_argument("--name", help="kernelspec name (only with exactly one KERNEL)")
+    p.add_argument("--display-name", help="name shown by frontends (only with exactly one KERNEL)")
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment variable for the kernel (repeatable)",
+    )
+    p.add_argument("--replace", action="store_true", help="overwrite an existing kernelspec")
+    p.set_defaults(func=_cmd_install)
+
+    p = sub.add_parser("list", help="list available kernels and where they are installed")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("remove", help="remove kernelspecs installed by kernelsdk")
+    p.add_argument("names", nargs="+", metavar="NAME", help="kernelspec name")
+    _add_location(p, default_help="default: wherever Jupyter finds them")
+    p.set_defaults(func=_cmd_remove)
+
+    p = sub.add_parser("run", help="serve a kernel (what kernel.json launches)")
+    p.add_argument("kernel", metavar="KERNEL", help="entry-point name or module:Class")
+    p.add_argument(
+        "-f",
+        dest="connection_file",
+        required=True,
+        metavar="CONNECTION_FILE",
+        help="the connection file written by the Jupyter client",
+    )
+    p.add_argument("--packer", choices=["json", "msgpack"], default="json")
+    p.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        default="WARNING",
+    )
+    p.set_defaults(func=_cmd_run)
+    return parser
+
+
+def _add_location(p: argparse.ArgumentParser, *, default_help: str) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--user", action="store_true", help="the user's Jupyter data directory")
+    group.add_argument("--sys-prefix", action="store_true", help=f"{sys.prefix}/share/jupyter")
+    group.add_argument("--prefix", metavar="DIR", help=f"DIR/share/jupyter ({default_help})")
+
+
+def _parse_env(items: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--env expects KEY=VALUE, not {item!r}")
+        env[key] = value
+    return env
+
+
+def _cmd_install(args: argparse.Namespace) -> int:
+    from ._entrypoints import available_kernels
+    from ._install import install
+
+    kernels: list[str] = args.kernels
+    if (args.name is not None or args.display_name is not None) and len(kernels) != 1:
+        raise ConfigError(
+            f"--name and --display-name need exactly one KERNEL, got {len(kernels)}"
+            + (f" ({', '.join(kernels)})" if kernels else "")
+        )
+    env = _parse_env(args.env)
+    if not kernels:
+        kernels = sorted(available_kernels())
+        if not kernels:
+            raise ConfigError(
+                "no kernels to install: no installed distribution registers a kernel in the "
+                "'kernelsdk.kernels' entry-point group"
+            )
+    status = 0
+    for kernel in kernels:
+        try:
+            dest = install(
+                kernel,
+                user=args.user,
+                sys_prefix=args.sys_prefix,
+                prefix=args.prefix,
+                kernel_name=args.name,
+                display_name=args.display_name,
+                env=env,
+                replace=args.replace,
+            )
+        except KernelSDKError as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            status = 2
+        else:
+            print(f"Installed kernelspec {dest.name} ({kernel}) in {dest}")
+    return status
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from ._entrypoints import available_kernels
+    from ._install import scan
+
+    kernels = available_kernels()
+    locations: dict[str, list[tuple[str, Path, bool]]] = {}
+    visible: set[str] = set()
+    for spec_name, path, kernel in scan():
+        shadowed = spec_name in visible
+        visible.add(spec_name)
+        if kernel is not None:
+            locations.setdefault(kernel, []).append((spec_name, path, shadowed))
+
+    if not kernels:
+        print("No kernels available (no distribution registers 'kernelsdk.kernels' entry points).")
+    else:
+        print("Available kernels:")
+    for name in sorted(kernels):
+        print(f"  {name}  ({kernels[name].value})")
+        _print_locations(locations.pop(name, []))
+    if locations:
+        print("Installed kernelspecs of kernels that are not available:")
+        for kernel in sorted(locations):
+            print(f"  {kernel}")
+            _print_locations(locations[kernel])
+    return 0
+
+
+def _print_locations(entries: list[tuple[str, Path, bool]]) -> None:
+    if not entries:
+        print("      not installed")
+    for spec_name, path, shadowed in entries:
+        note = " (hidden by an earlier kernelspec of that name)" if shadowed else ""
+        print(f"      {spec_name}: {path}{note}")
+
+
+def _cmd_remove(args: argparse.Namespace) -> int:
+    from ._install import remove
+
+    for path in remove(args.names, user=args.user, sys_prefix=args.sys_prefix, prefix=args.prefix):
+        print(f"Removed {path}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from ._entrypoints import load_kernel
+
+    cls = load_kernel(args.kernel)
+    from ._runtime import run_kernel
+
+    run_kernel(cls, args.connection_file, packer=args.packer, log_level=args.log_level)
+    return 0

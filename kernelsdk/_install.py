@@ -1,0 +1,304 @@
+"""Installing, finding and removing the kernelspecs of kernels built on kernelsdk.
+
+A kernelspec written here launches ``python -m kernelsdk run NAME -f {connection_file}``; that
+argv is also how :func:`installed` recognises the specs kernelsdk wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._entrypoints import load_kernel
+from ._exceptions import ConfigError, KernelNotFoundError
+from ._kernelspec import KernelSpec
+
+#: Valid kernelspec directory names (jupyter_client's rule; compared lower-cased).
+KERNEL_NAME_RE = re.compile(r"^[a-z0-9._-]+$", re.IGNORECASE)
+
+_RUN = ["-m", "kernelsdk", "run"]
+
+
+def validate_kernel_name(name: str) -> str:
+    """``name`` lower-cased, or :class:`ConfigError` if it cannot be a kernelspec directory."""
+    if not KERNEL_NAME_RE.match(name):
+        raise ConfigError(
+            f"invalid kernel name {name!r}: use only letters, digits, '.', '_' and '-'"
+        )
+    return name.lower()
+
+
+def kernelspec_for(
+    name: str,
+    cls: type[Any],
+    *,
+    display_name: str | None = None,
+    env: Mapping[str, str] | None = None,
+    extra_args: Sequence[str] = (),
+) -> KernelSpec:
+    """The kernelspec that runs kernel ``name`` (an entry-point name or ``module:Class``).
+
+    ``display_name`` defaults to the class's ``display_name``, else its ``implementation``
+    title-cased, else ``name``. ``env`` is merged over the class's ``kernelspec_env``.
+    """
+    argv = [sys.executable, *_RUN, name, "-f", "{connection_file}", *extra_args]
+    language_info = getattr(cls, "language_info", None) or {}
+    language = str(language_info.get("name") or _implementation(cls) or name)
+    if display_name is None:
+        display_name = getattr(cls, "display_name", None)
+    if not display_name:
+        implementation = _implementation(cls)
+        display_name = implementation.title() if implementation else name
+    merged_env = {str(k): str(v) for k, v in (getattr(cls, "kernelspec_env", None) or {}).items()}
+    merged_env.update(env or {})
+    return KernelSpec(
+        argv=argv,
+        display_name=str(display_name),
+        language=language,
+        interrupt_mode=getattr(cls, "interrupt_mode", None) or "signal",
+        env=merged_env,
+    )
+
+
+def _implementation(cls: type[Any]) -> str | None:
+    """The class's ``implementation`` unless it is only the SDK base class's default."""
+    for klass in cls.__mro__:
+        if "implementation" in vars(klass):
+            if klass.__module__.startswith("kernelsdk."):
+                return None
+            value = vars(klass)["implementation"]
+            return value if isinstance(value, str) and value else None
+    return None
+
+
+def kernels_dir(
+    *, user: bool = False, sys_prefix: bool = False, prefix: str | os.PathLike[str] | None = None
+) -> Path:
+    """The ``kernels`` directory of an install location, like ``jupyter kernelspec install``:
+    the user data dir, ``sys.prefix``, ``prefix``, or by default the system-wide one."""
+    from jupyter_core import paths
+
+    if sum((bool(user), bool(sys_prefix), prefix is not None)) > 1:
+        raise ConfigError("choose at most one of --user, --sys-prefix and --prefix")
+    if user:
+        base = Path(paths.jupyter_data_dir())
+    elif sys_prefix:
+        base = Path(sys.prefix) / "share" / "jupyter"
+    elif prefix is not None:
+        base = Path(prefix).expanduser().absolute() / "share" / "jupyter"
+    else:
+        base = Path(paths.SYSTEM_JUPYTER_PATH[0])
+    return base / "kernels"
+
+
+def install(
+    name: str,
+    *,
+    user: bool = False,
+    sys_prefix: bool = False,
+    prefix: str | os.PathLike[str] | None = None,
+    kernel_name: str | None = None,
+    display_name: str | None = None,
+    env: Mapping[str, str] | None = None,
+    replace: bool = False,
+) -> Path:
+    """Install the kernelspec of kernel ``name``; return the spec directory.
+
+    Writes ``<kernels dir>/<kernel_name>/kernel.json`` plus every regular file of the class's
+    ``resources`` directory (logos, ``kernel.js``). ``kernel_name`` defaults to ``name`` (or,
+    for a ``module:Class`` spec, to the class's ``implementation``).
+
+    Raises:
+        KernelNotFoundError: no kernel ``name``.
+        ConfigError: invalid name, the spec exists and ``replace`` is false, or the location
+            cannot be written.
+    """
+    target = kernels_dir(user=user, sys_prefix=sys_prefix, prefix=prefix)
+    if kernel_name is not None:
+        kernel_name = validate_kernel_name(kernel_name)
+    cls = load_kernel(name)
+    if kernel_name is None:
+        kernel_name = name
+        if ":" in name:
+            kernel_name = _implementation(cls) or ""
+            if not KERNEL_NAME_RE.match(kernel_name):
+                raise ConfigError(f"cannot derive a kernel name from {name!r}; give --name")
+        kernel_name = validate_kernel_name(kernel_name)
+    spec = kernelspec_for(name, cls, display_name=display_name, env=env)
+    resources = _resource_files(cls)
+    dest = target / kernel_name
+    if (dest.exists() or dest.is_symlink()) and not replace:
+        raise ConfigError(
+            f"kernelspec {kernel_name!r} already exists at {dest}; use --replace to overwrite it"
+        )
+    try:
+        _write_spec_dir(target, dest, spec, resources)
+    except OSError as exc:
+        raise ConfigError(_write_error(target, exc)) from None
+    return dest
+
+
+def _resource_files(cls: type[Any]) -> list[Path]:
+    resources = getattr(cls, "resources", None)
+    if resources is None:
+        return []
+    directory = Path(os.fspath(resources))
+    if not directory.is_dir():
+        raise ConfigError(
+            f"{cls.__module__}.{cls.__qualname__}.resources is not a directory: {directory}"
+        )
+    return sorted(p for p in directory.iterdir() if p.is_file() and p.name != "kernel.json")
+
+
+def _write_spec_dir(target: Path, dest: Path, spec: KernelSpec, resources: list[Path]) -> None:
+    """Build the spec in a temporary sibling directory, then move it into place, so a failure
+    never leaves a half-written kernelspec behind."""
+    target.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", suffix=".tmp", dir=target))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; kernelspecs are read by every user
+        for src in resources:
+            shutil.copyfile(src, tmp / src.name)
+        (tmp / "kernel.json").write_text(
+            json.dumps(spec.to_dict(), indent=1) + "\n", encoding="utf-8"
+        )
+        if dest.is_symlink() or dest.is_file():
+            dest.unlink()
+        elif dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _write_error(target: Path, exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    where = exc.filename or target
+    message = f"cannot write kernelspec into {target}: {reason}: {where}"
+    if isinstance(exc, PermissionError):
+        message += " (use --user, --sys-prefix or --prefix DIR to install somewhere writable)"
+    return message
+
+
+# -- finding and removing -----------------------------------------------------------------------
+
+
+def kernel_of(spec_dir: str | os.PathLike[str]) -> str | None:
+    """The kernel (entry-point name or spec) a kernelsdk kernelspec runs, or ``None`` if the
+    directory holds no kernelspec written by kernelsdk."""
+    try:
+        with open(Path(spec_dir) / "kernel.json", encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    argv = data.get("argv") if isinstance(data, dict) else None
+    if not isinstance(argv, list):
+        return None
+    for i in range(len(argv) - len(_RUN)):
+        if argv[i : i + len(_RUN)] == _RUN:
+            kernel = argv[i + len(_RUN)]
+            return kernel if isinstance(kernel, str) else None
+    return None
+
+
+def search_dirs() -> list[Path]:
+    """Where Jupyter looks for kernelspecs, in order (jupyter_client's own list if available)."""
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+    except ImportError:
+        from jupyter_core.paths import jupyter_path
+
+        return [Path(d) for d in jupyter_path("kernels")]
+    return [Path(d) for d in KernelSpecManager().kernel_dirs]
+
+
+def installed(kernel_dirs: Iterable[str | os.PathLike[str]] | None = None) -> dict[str, Path]:
+    """Kernelspecs written by kernelsdk that Jupyter sees, by kernelspec name.
+
+    ``kernel_dirs`` (default: Jupyter's search path) are searched in order; the first spec of a
+    name wins, as in Jupyter, even when it is not one of ours.
+    """
+    dirs = None if kernel_dirs is None else [os.fspath(d) for d in kernel_dirs]
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+    except ImportError:
+        specs = {name: path for name, path, _ in scan(dirs, first_only=True)}
+    else:
+        ksm = KernelSpecManager() if dirs is None else KernelSpecManager(kernel_dirs=dirs)
+        specs = {name: Path(path) for name, path in ksm.find_kernel_specs().items()}
+    return {name: path for name, path in sorted(specs.items()) if kernel_of(path) is not None}
+
+
+def scan(
+    kernel_dirs: Iterable[str | os.PathLike[str]] | None = None, *, first_only: bool = False
+) -> list[tuple[str, Path, str | None]]:
+    """Every kernelspec directory in ``kernel_dirs`` (default :func:`search_dirs`), in search
+    order, as ``(kernelspec name, directory, kernel run by kernelsdk or None)``."""
+    dirs = search_dirs() if kernel_dirs is None else [Path(d) for d in kernel_dirs]
+    found: list[tuple[str, Path, str | None]] = []
+    seen: set[str] = set()
+    for d in dirs:
+        try:
+            entries = sorted(d.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            name = entry.name.lower()
+            if not KERNEL_NAME_RE.match(name) or not (entry / "kernel.json").is_file():
+                continue
+            if first_only and name in seen:
+                continue
+            seen.add(name)
+            found.append((name, entry, kernel_of(entry)))
+    return found
+
+
+def remove(
+    names: Iterable[str],
+    *,
+    user: bool = False,
+    sys_prefix: bool = False,
+    prefix: str | os.PathLike[str] | None = None,
+) -> list[Path]:
+    """Remove kernelspecs written by kernelsdk; return the directories removed.
+
+    With a location (``user``, ``sys_prefix`` or ``prefix``) only that location is searched;
+    otherwise every copy of each name on Jupyter's search path is removed. Nothing is removed
+    unless every name is found. Specs not written by kernelsdk are never removed.
+    """
+    names = [validate_kernel_name(n) for n in names]
+    if user or sys_prefix or prefix is not None:
+        dirs = [kernels_dir(user=user, sys_prefix=sys_prefix, prefix=prefix)]
+    else:
+        dirs = search_dirs()
+    specs = scan(dirs)
+    to_remove: list[Path] = []
+    for name in dict.fromkeys(names):
+        matches = [(path, kernel) for n, path, kernel in specs if n == name]
+        ours = [path for path, kernel in matches if kernel is not None]
+        if not ours:
+            where = ", ".join(str(d) for d in dirs)
+            if matches:
+                raise ConfigError(
+                    f"kernelspec {name!r} at {matches[0][0]} was not installed by kernelsdk;"
+                    " remove it with 'jupyter kernelspec remove'"
+                )
+            raise KernelNotFoundError(f"no kernelspec named {name!r} in {where}")
+        to_remove.extend(ours)
+    for path in to_remove:
+        try:
+            if path.is_symlink():
+                path.unlink()
+            else:
+                shutil.rmtree(path)
+        except OSError as exc:
+            raise ConfigError(f"cannot remove kernelspec {path}: {exc.strerror or exc}") from None
+    return to_remove
