@@ -23,7 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (2 for a user error)."""
     parser = _parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra and args.command != "run":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.ignored = extra
     except SystemExit as exc:  # argparse reports usage errors (2) and --help (0) this way
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     try:
@@ -191,6 +194,11 @@ def _cmd_remove(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from ._entrypoints import load_kernel
+
+    if args.ignored:
+        # Frontends pass their own extra arguments on to the kernel (`jupyter run FILE`
+        # does): a kernel must start anyway, as ipykernel does.
+        print(f"{PROG} run: ignoring arguments {' '.join(args.ignored)}", file=sys.stderr)
 
     cls = load_kernel(args.kernel)
     from ._runtime import run_kernel

@@ -28,6 +28,11 @@ def _port(value: object) -> int:
     return port
 
 
+def _check_str(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str):
+        raise ConfigError(f"{attribute.name} must be a string, not {value!r}")
+
+
 @final
 @attrs.frozen
 class ConnectionInfo:
@@ -39,15 +44,15 @@ class ConnectionInfo:
     """
 
     transport: Transport = attrs.field(default="tcp")
-    ip: str = "127.0.0.1"
+    ip: str = attrs.field(default="127.0.0.1", validator=_check_str)
     shell_port: int = attrs.field(default=0, converter=_port)
     iopub_port: int = attrs.field(default=0, converter=_port)
     stdin_port: int = attrs.field(default=0, converter=_port)
     control_port: int = attrs.field(default=0, converter=_port)
     hb_port: int = attrs.field(default=0, converter=_port)
-    key: str = ""
-    signature_scheme: str = "hmac-sha256"
-    kernel_name: str = ""
+    key: str = attrs.field(default="", validator=_check_str)
+    signature_scheme: str = attrs.field(default="hmac-sha256", validator=_check_str)
+    kernel_name: str = attrs.field(default="", validator=_check_str)
 
     @transport.validator
     def _check_transport(self, _attr: attrs.Attribute[str], value: str) -> None:
@@ -96,6 +101,9 @@ class ConnectionInfo:
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # The mode given to open() applies only to a new file; a stale temp file left by a
+        # crash keeps its old mode, so set it on the descriptor before the key is written.
+        os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(self.to_dict(), f, indent=1)
         os.replace(tmp, path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any, Final, final
@@ -45,19 +46,34 @@ def _finite(obj: Any) -> Any:
 
 
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=_default).encode
+_dumps_ascii = json.JSONEncoder(ensure_ascii=True, allow_nan=False, default=_default).encode
 _loads = json.JSONDecoder().decode
+# A \uD800-\uDFFF escape: either half of a surrogate pair, or a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
 def json_pack(obj: object) -> bytes:
     try:
         text = _dumps(obj)
     except ValueError:  # a NaN or infinity somewhere: the rare slow path
-        text = _dumps(_finite(obj))
-    return text.encode("utf-8", "surrogateescape")
+        obj = _finite(obj)
+        text = _dumps(obj)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (from a native string decoded with surrogateescape, say): UTF-8
+        # cannot carry it, but a JSON \\u escape can, and every client decodes that.
+        return _dumps_ascii(obj).encode("ascii")
 
 
 def json_unpack(data: bytes) -> Any:
-    return _loads(data.decode("utf-8"))
+    obj = _loads(data.decode("utf-8"))
+    if _SURROGATE_ESCAPE.search(data) is not None:
+        # Paired escapes decode to one character; a lone one leaves a surrogate that no
+        # UTF-8 encoder accepts, so a message echoing it (as a parent header) could not be
+        # sent. Reject it here, where it is still just remote garbage.
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    return obj
 
 
 def msgpack_pack(obj: object) -> bytes:

@@ -177,6 +177,11 @@ class KernelProtocol:
         if plan.stop_on_error and not plan.silent:
             self._abort_through_seq = self._seq
 
+    @staticmethod
+    def expects_reply(request: Request) -> bool:
+        """Whether ``request`` gets a reply (comm messages do not)."""
+        return request.msg_type in CONTROL_REQUESTS
+
     def should_abort(self, request: Request) -> bool:
         """Whether this request is an execute that a failed execution aborted."""
         return request.msg_type == "execute_request" and request.seq <= self._abort_through_seq

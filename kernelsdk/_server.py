@@ -5,10 +5,13 @@ Theory of operation
 One Trio nursery holds a task per channel:
 
 * the **shell reader** decodes every shell message as soon as it arrives. Requests are queued
-  for the **shell worker**, which runs them strictly one at a time. Comm messages that arrive
-  while an execution runs are handled at once, in their own task, so widgets never freeze
-  (they skip busy/idle then, which would otherwise flip the frontend's status to idle
-  mid-execution).
+  for the **shell worker**, which runs them strictly one at a time; comm messages are queued
+  for the **comm worker**, which handles them in order too, but never behind a request, so
+  widgets keep working while a cell runs (ipykernel and xeus freeze here). A comm message
+  gets busy/idle only when the shell has nothing to do: otherwise it would flip the
+  frontend's status to idle mid-execution. The shell worker starts a request only once the
+  comm messages that arrived before it have been handled: a widget change made before
+  running a cell is seen by that cell.
 * the **control reader** runs control requests one at a time, even while the shell worker
   is busy: interrupt, shutdown and kernel_info always answer.
 * the **stdin reader** passes ``input_reply`` messages to the execution waiting for them.
@@ -66,17 +69,33 @@ class KernelServer:
         kernel: the kernel instance.
         transport: connected channels (ZeroMQ or in-memory).
         protocol: the sans-IO protocol state for this kernel process.
+        subscriber_grace: seconds the first shell request may wait for a first IOPub
+            subscriber (see :meth:`_wait_for_subscriber`).
     """
 
-    def __init__(self, kernel: BaseKernel, transport: Transport, protocol: KernelProtocol) -> None:
+    def __init__(
+        self,
+        kernel: BaseKernel,
+        transport: Transport,
+        protocol: KernelProtocol,
+        *,
+        subscriber_grace: float = 1.0,
+    ) -> None:
         self.kernel = kernel
         self.transport = transport
         self.protocol = protocol
         self._iopub_send, self._iopub_recv = trio.open_memory_channel[_IOPubItem](math.inf)
-        self._shell_send, self._shell_recv = trio.open_memory_channel[Request](math.inf)
+        # Each request with the seq of the last comm message that arrived before it.
+        self._shell_send, self._shell_recv = trio.open_memory_channel[tuple[int, Request]](math.inf)
         self._input_send, self._input_recv = trio.open_memory_channel[InputReply](math.inf)
+        self._comm_send, self._comm_recv = trio.open_memory_channel[Request](math.inf)
         self._executing: set[trio.CancelScope] = set()
-        self._shell_busy = False
+        self._shell_pending = 0  # requests queued for or running in the shell worker
+        self._last_comm_seq = 0  # seq of the last comm message queued
+        self._comm_done_seq = 0  # seq of the last comm message handled
+        self._comm_done = trio.lowlevel.ParkingLot()
+        self._subscribed = trio.Event()
+        self._subscriber_grace = subscriber_grace
         self._comm_ids = 0
         self._shutdown = trio.Event()
         self._stopped = trio.Event()
@@ -93,8 +112,9 @@ class KernelServer:
             nursery.start_soon(self._iopub_reader)
             nursery.start_soon(self._stdin_reader)
             nursery.start_soon(self._control_reader)
-            nursery.start_soon(self._shell_reader, nursery)
+            nursery.start_soon(self._shell_reader)
             nursery.start_soon(self._shell_worker)
+            nursery.start_soon(self._comm_worker)
             task_status.started()
             await self._shutdown.wait()
             # Let the IOPub writer send what is queued (the shutdown broadcast and idle).
@@ -151,9 +171,13 @@ class KernelServer:
                 out = item
             else:
                 msg_type, content, parent, metadata, buffers = item
-                out = self.protocol.publish(
-                    msg_type, content, parent, metadata=metadata, buffers=buffers
-                )
+                try:
+                    out = self.protocol.publish(
+                        msg_type, content, parent, metadata=metadata, buffers=buffers
+                    )
+                except Exception:  # content the packer cannot encode: lose it, not the kernel
+                    log.exception("dropped an unsendable %s message", msg_type)
+                    continue
             await self.transport.send(out.channel, out.frames)
 
     async def _flush_iopub(self) -> None:
@@ -168,6 +192,7 @@ class KernelServer:
                 Channel.IOPUB, await self.transport.receive(Channel.IOPUB)
             )
             if isinstance(event, Subscription) and event.subscribed:
+                self._subscribed.set()
                 self._iopub_send.send_nowait(self.protocol.welcome(event))
             elif isinstance(event, InvalidMessage):
                 log.warning("dropped invalid message on iopub: %s", event.reason)
@@ -176,29 +201,81 @@ class KernelServer:
 
     async def _receive_request(self, channel: Channel) -> Request | InputReply:
         while True:
-            event = self.protocol.receive(channel, await self.transport.receive(channel))
-            if isinstance(event, InvalidMessage):
-                log.warning("dropped invalid message on %s: %s", channel, event.reason)
-                continue
-            assert isinstance(event, Request | InputReply)
-            return event
+            event = self._decode(channel, await self.transport.receive(channel))
+            if event is not None:
+                return event
 
-    async def _shell_reader(self, nursery: trio.Nursery) -> None:
+    def _decode(self, channel: Channel, frames: list[bytes]) -> Request | InputReply | None:
+        event = self.protocol.receive(channel, frames)
+        if isinstance(event, InvalidMessage):
+            log.warning("dropped invalid message on %s: %s", channel, event.reason)
+            return None
+        assert isinstance(event, Request | InputReply)
+        return event
+
+    async def _shell_reader(self) -> None:
         while True:
-            req = await self._receive_request(Channel.SHELL)
-            assert isinstance(req, Request)
-            if self._shell_busy and req.msg_type in COMM_MESSAGES:
-                nursery.start_soon(self._handle_comm, req)
-            else:
-                self._shell_send.send_nowait(req)
+            frames = await self.transport.receive(Channel.SHELL)
+            self._route_shell(frames)
+            self._take_shell()
+
+    def _take_shell(self) -> None:
+        """Read and queue every shell message that has already arrived, without waiting."""
+        while True:
+            try:
+                frames = self.transport.receive_nowait(Channel.SHELL)
+            except trio.WouldBlock:
+                return
+            self._route_shell(frames)
+
+    def _route_shell(self, frames: list[bytes]) -> None:
+        req = self._decode(Channel.SHELL, frames)
+        if req is None:
+            return
+        assert isinstance(req, Request)
+        if req.msg_type in COMM_MESSAGES:
+            self._last_comm_seq = req.seq
+            self._comm_send.send_nowait(req)
+        else:
+            self._shell_pending += 1
+            self._shell_send.send_nowait((self._last_comm_seq, req))
+
+    async def _wait_for_subscriber(self) -> None:
+        """Give a client's IOPub connection a moment to catch up with its shell connection.
+
+        A client connects all its sockets at once, but each connection is retried on its own
+        timer when the kernel has not bound yet; shell can win by a reconnect interval
+        (100 ms). Clients that do not wait for ``iopub_welcome`` (``jupyter console``) then
+        lose the first request's busy/idle and hang waiting for it. ipykernel hides this by
+        starting slowly; we wait for the first subscription instead, at most the grace.
+        """
+        with trio.move_on_after(self._subscriber_grace):
+            await self._subscribed.wait()
 
     async def _shell_worker(self) -> None:
-        async for req in self._shell_recv:
-            self._shell_busy = True
+        first = True
+        async for comms_before, req in self._shell_recv:
+            if first:
+                await self._wait_for_subscriber()
+                first = False
             try:
+                # Comm messages sent before this request are handled before it runs.
+                while self._comm_done_seq < comms_before:
+                    await self._comm_done.park()
                 await self._handle(req)
             finally:
-                self._shell_busy = False
+                self._shell_pending -= 1
+
+    async def _comm_worker(self) -> None:
+        async for req in self._comm_recv:
+            try:
+                if self._shell_pending:
+                    await self._handle_comm(req)
+                else:
+                    await self._handle(req)
+            finally:
+                self._comm_done_seq = req.seq
+                self._comm_done.unpark_all()
 
     async def _control_reader(self) -> None:
         while True:
@@ -242,7 +319,8 @@ class KernelServer:
                 await handler(self, req)
             except Exception as exc:  # a hook failed: an error reply, never a dead kernel
                 log.exception("%s failed", req.msg_type)
-                await self._reply(req, {"status": "error", **_error_content(exc)})
+                if self.protocol.expects_reply(req):
+                    await self._reply(req, {"status": "error", **_error_content(exc)})
         finally:
             self.publish("status", {"execution_state": "idle"}, msg)
             _current_parent.reset(token)
@@ -315,11 +393,9 @@ class KernelServer:
     async def _execute_failed(self, req: Request, plan: ExecutePlan, error: dict[str, Any]) -> None:
         if not plan.silent:
             self.publish("error", error, req.message)
-        # Let the readers take in every message that has already arrived, so that "queued"
-        # means "sent before the error" rather than "happened to be read already".
-        from trio.testing import wait_all_tasks_blocked
-
-        await wait_all_tasks_blocked()
+        # Take in every shell message that has already arrived, so that "queued" means
+        # "sent before the error" rather than "happened to be read already".
+        self._take_shell()
         self.protocol.execute_failed(plan)
         await self._reply(
             req,

@@ -23,6 +23,10 @@ class Transport(Protocol):
 
     async def receive(self, channel: Channel) -> list[bytes]: ...
 
+    def receive_nowait(self, channel: Channel) -> list[bytes]:
+        """A message that has already arrived; raises ``trio.WouldBlock`` if there is none."""
+        ...
+
     @property
     def ports(self) -> dict[str, int]:
         """The bound ports by connection-file name (``shell_port``...), for ``connect_reply``."""

@@ -71,14 +71,17 @@ class ZmqTransport:
             for channel, (port_name, kind) in _SOCKETS.items():
                 sock = context.socket(kind)
                 sock.linger = 1000
+                # Never drop a reply or an output because a client reads slowly: at the
+                # default high-water mark ROUTER and XPUB silently discard messages. The queue
+                # is bounded by what that client asked for.
+                sock.setsockopt(zmq.SNDHWM, 0)
                 if kind == zmq.ROUTER:
                     # A client that reconnects with the same identity takes over its route.
                     sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
                 else:
                     # Report every subscription, even repeated "" ones, so each new client
-                    # gets its iopub_welcome; and never drop output for a slow subscriber.
+                    # gets its iopub_welcome.
                     sock.setsockopt(zmq.XPUB_VERBOSE, 1)
-                    sock.setsockopt(zmq.SNDHWM, 0)
                 sockets[channel] = TrioSocket(sock)
                 endpoint = _endpoint(info, port_name, set(ports.values()))
                 try:
@@ -104,6 +107,9 @@ class ZmqTransport:
 
     async def receive(self, channel: Channel) -> list[bytes]:
         return await self._sockets[channel].recv_multipart()
+
+    def receive_nowait(self, channel: Channel) -> list[bytes]:
+        return self._sockets[channel].recv_multipart_nowait()
 
     def close(self, linger: int = 1000) -> None:
         """Close every socket; queued messages get ``linger`` ms to leave."""

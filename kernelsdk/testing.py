@@ -55,6 +55,9 @@ class MemoryTransport:
     async def receive(self, channel: Channel) -> list[bytes]:
         return await self._to_kernel[channel][1].receive()
 
+    def receive_nowait(self, channel: Channel) -> list[bytes]:
+        return self._to_kernel[channel][1].receive_nowait()
+
     # The client's side.
     def client_send(self, channel: Channel, frames: Sequence[bytes]) -> None:
         """Deliver raw frames to the kernel (they may be garbage, on purpose)."""
@@ -178,7 +181,8 @@ async def open_test_kernel(
     """Serve ``kernel`` over a :class:`MemoryTransport` and yield a client for it."""
     transport = MemoryTransport()
     protocol = KernelProtocol(Session(key), session_id="test-kernel", clock=utc_now)
-    server = KernelServer(kernel, transport, protocol)
+    # In memory nothing connects late, so no request waits for an IOPub subscriber.
+    server = KernelServer(kernel, transport, protocol, subscriber_grace=0)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve)
         client = TestClient(transport, Session(key))

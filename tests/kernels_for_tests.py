@@ -1,0 +1,151 @@
+"""Kernels used by the integration tests (imported by the kernel subprocesses).
+
+``ProbeKernel`` (language "probe") runs cells made of commands, one per line::
+
+    sleep S        time.sleep(S) in a worker thread (blocking, native-like code)
+    spin S         a GIL-releasing busy loop (sha256 over 1 MiB) for S seconds in a worker
+                   thread; do_interrupt() stops it through a threading.Event
+    asleep S       await trio.sleep(S)
+    block S        time.sleep(S) on the Trio thread itself: the event loop is blocked (what a
+                   naive kernel doing synchronous work in do_execute does)
+    gil N          sum(range(N)) on the Trio thread: one C call holding the GIL throughout
+                   (N = 2e8 takes a few seconds)
+    error          raise ExecutionError("ProbeError", ...)
+    input PROMPT   await ctx.input(PROMPT) and print the value
+    password       await ctx.input("Password: ", password=True) and print the value
+    display ID TXT display TXT (text/plain) with display_id ID
+    update ID TXT  update the display ID to TXT
+    clear          ctx.clear_output()
+    touch PATH     create the file PATH (the visible side effect of the security tests)
+    print TEXT     print TEXT to stdout
+    stderr TEXT    print TEXT to stderr
+    result TEXT    make TEXT the cell's result (execute_result)
+    comm-wait [T]  print "waiting for comm", then block until a comm_msg arrives on a "probe"
+                   comm (at most T seconds, default 30) and print what arrived
+
+Comm target "probe": on open, the kernel sends {"opened": <open data>}; every comm_msg is
+echoed back as {"echo": <data>}.
+
+``ProbeMessageKernel`` is the same kernel with ``interrupt_mode = "message"``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from pathlib import Path
+
+import trio
+
+from kernelsdk import (
+    BaseKernel,
+    Comm,
+    ExecuteContext,
+    ExecutionError,
+    IsComplete,
+    Message,
+)
+
+_BUFFER = bytes(1 << 20)  # hashing >= 2 KiB releases the GIL
+
+
+def _spin(seconds: float, stop: threading.Event) -> int:
+    """Busy for ``seconds`` without holding the GIL (most of the time); returns rounds done."""
+    deadline = time.monotonic() + seconds
+    rounds = 0
+    while time.monotonic() < deadline and not stop.is_set():
+        hashlib.sha256(_BUFFER).digest()
+        rounds += 1
+    return rounds
+
+
+class ProbeKernel(BaseKernel):
+    implementation = "probe"
+    implementation_version = "0.1"
+    language_info = {"name": "probe", "mimetype": "text/plain", "file_extension": ".probe"}
+    banner = "probe kernel for the kernelsdk tests"
+    display_name = "Probe"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._spinning: set[threading.Event] = set()
+        self._comm_waiters: set[trio.Event] = set()
+        self.comms.register_target("probe", self._open_probe)
+
+    def _open_probe(self, comm: Comm, msg: Message) -> None:
+        comm.on_msg(self._probe_msg)
+        comm.send({"opened": msg.content.get("data", {})})
+
+    def _probe_msg(self, comm: Comm, msg: Message) -> None:
+        comm.send({"echo": msg.content.get("data", {})})
+        for event in list(self._comm_waiters):
+            event.set()
+
+    async def do_execute(self, code: str, ctx: ExecuteContext) -> str | None:
+        result: str | None = None
+        for line in code.splitlines():
+            command, _, arg = line.lstrip().partition(" ")
+            if not command:
+                continue
+            if command == "sleep":
+                await ctx.run_blocking(time.sleep, float(arg))
+            elif command == "spin":
+                stop = threading.Event()
+                self._spinning.add(stop)
+                try:
+                    await ctx.run_blocking(_spin, float(arg), stop)
+                finally:
+                    self._spinning.discard(stop)
+            elif command == "asleep":
+                await trio.sleep(float(arg))
+            elif command == "block":
+                time.sleep(float(arg))
+            elif command == "gil":
+                ctx.print(f"sum {sum(range(int(float(arg))))}")
+            elif command == "error":
+                raise ExecutionError("ProbeError", "the probe was asked to fail")
+            elif command == "input":
+                ctx.print(await ctx.input(arg))
+            elif command == "password":
+                ctx.print(await ctx.input("Password: ", password=True))
+            elif command == "display":
+                display_id, _, text = arg.partition(" ")
+                ctx.display({"text/plain": text}, display_id=display_id)
+            elif command == "update":
+                display_id, _, text = arg.partition(" ")
+                ctx.update_display(display_id, {"text/plain": text})
+            elif command == "clear":
+                ctx.clear_output()
+            elif command == "touch":
+                Path(arg).touch()
+            elif command == "print":
+                ctx.print(arg)
+            elif command == "stderr":
+                ctx.stderr(arg + "\n")
+            elif command == "result":
+                result = arg
+            elif command == "comm-wait":
+                event = trio.Event()
+                self._comm_waiters.add(event)
+                try:
+                    ctx.print("waiting for comm")
+                    with trio.fail_after(float(arg or 30)):
+                        await event.wait()
+                finally:
+                    self._comm_waiters.discard(event)
+                ctx.print("comm received")
+            else:
+                raise ExecutionError("UnknownCommand", f"unknown probe command {command!r}")
+        return result
+
+    async def do_is_complete(self, code: str) -> IsComplete:
+        return IsComplete("complete")
+
+    def do_interrupt(self) -> None:
+        for stop in list(self._spinning):
+            stop.set()
+
+
+class ProbeMessageKernel(ProbeKernel):
+    interrupt_mode = "message"

@@ -1,0 +1,162 @@
+"""Real frontends: nbclient runs notebooks, ``jupyter console`` is driven through a pty."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pexpect
+import pytest
+from conftest import JupyterEnv
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+from nbformat.v4 import new_code_cell, new_notebook
+
+pytestmark = pytest.mark.usefixtures("jupyter_env")
+
+CONSOLE = str(Path(sys.executable).with_name("jupyter-console"))
+
+
+def run_notebook(kernel_name: str, cells: list[str], **options: Any) -> nbformat.NotebookNode:
+    nb = new_notebook(cells=[new_code_cell(c) for c in cells])
+    NotebookClient(nb, kernel_name=kernel_name, timeout=60, startup_timeout=60, **options).execute()
+    return nb
+
+
+# -- nbclient ----------------------------------------------------------------------------------
+
+
+def test_nbclient_echo_notebook() -> None:
+    cells = ["hello", "hello, world", "line one\nline two"]
+    nb = run_notebook("echo", cells)
+    for n, (cell, code) in enumerate(zip(nb.cells, cells, strict=True), 1):
+        assert cell.execution_count == n
+        assert [o.output_type for o in cell.outputs] == ["stream", "execute_result"]
+        stream, result = cell.outputs
+        assert stream.name == "stdout"
+        assert stream.text == code + "\n"
+        assert result.data == {"text/plain": code}
+        assert result.execution_count == n
+    assert nb.metadata.language_info.name == "echo"
+    nbformat.validate(nb)
+
+
+def test_nbclient_echo_msgpack_notebook() -> None:
+    """The msgpack kernelspec through nbclient, the client packing msgpack too."""
+    from traitlets.config import Config
+
+    config = Config()
+    config.Session.packer = "msgpack"
+    nb = new_notebook(cells=[new_code_cell("packed")])
+    NotebookClient(nb, kernel_name="echo-msgpack", timeout=60, config=config).execute()
+    assert nb.cells[0].outputs[1].data == {"text/plain": "packed"}
+
+
+def test_nbclient_probe_errors_displays_and_results() -> None:
+    cells = [
+        "print before",
+        "error",
+        "display d1 first\nupdate d1 second\nresult done",
+        "stderr oops",
+    ]
+    nb = run_notebook("probe", cells, allow_errors=True)
+    c0, c1, c2, c3 = nb.cells
+    assert [(o.output_type, o.text) for o in c0.outputs] == [("stream", "before\n")]
+    assert [o.output_type for o in c1.outputs] == ["error"]
+    assert c1.outputs[0].ename == "ProbeError"
+    # nbclient applies update_display_data to the output shown with that display_id.
+    assert [o.output_type for o in c2.outputs] == ["display_data", "execute_result"]
+    assert c2.outputs[0].data == {"text/plain": "second"}
+    assert c2.outputs[1].data == {"text/plain": "done"}
+    assert [(o.name, o.text) for o in c3.outputs] == [("stderr", "oops\n")]
+    assert [c.execution_count for c in nb.cells] == [1, 2, 3, 4]
+    nbformat.validate(nb)
+
+
+def test_nbclient_stops_at_error_without_allow_errors() -> None:
+    nb = new_notebook(cells=[new_code_cell(c) for c in ("print a", "error", "print never")])
+    client = NotebookClient(nb, kernel_name="probe", timeout=60)
+    with pytest.raises(CellExecutionError, match="ProbeError"):
+        client.execute()
+    assert nb.cells[2].outputs == []
+
+
+# -- jupyter console ---------------------------------------------------------------------------
+
+
+def spawn_console(kernel: str) -> pexpect.spawn:
+    child = pexpect.spawn(
+        CONSOLE,
+        ["--simple-prompt", "--kernel", kernel],
+        env=dict(os.environ),
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(50, 200),
+    )
+    child.expect(r"In \[1\]: ")
+    return child
+
+
+def exit_console(child: pexpect.spawn) -> None:
+    child.sendeof()
+    if child.expect([r"Do you really want to exit", pexpect.EOF]) == 0:
+        child.sendline("y")
+        child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+
+
+def test_console_echo_round_trip(jupyter_env: JupyterEnv) -> None:
+    child = spawn_console("echo")
+    try:
+        child.sendline("hello from the console")
+        child.expect(r"Out\[1\]: hello from the console")
+        child.expect(r"In \[2\]: ")
+        child.sendline("second cell")
+        child.expect(r"Out\[2\]: second cell")
+        child.expect(r"In \[3\]: ")
+        exit_console(child)
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_console_with_piped_input(jupyter_env: JupyterEnv, attempt: int) -> None:
+    """A cell piped in runs the moment the prompt shows. jupyter console does not wait for
+    its IOPub connection, which can lag the shell one by a reconnect interval; the kernel
+    must not publish that cell's busy/idle to nobody (the console would wait forever)."""
+    proc = subprocess.run(
+        [CONSOLE, "--simple-prompt", "--kernel", "echo"],
+        input="piped cell\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Out[1]: piped cell" in proc.stdout
+
+
+def test_console_interrupt(jupyter_env: JupyterEnv) -> None:
+    child = spawn_console("probe")
+    try:
+        child.sendline("print ready")
+        child.expect("ready")
+        child.expect(r"In \[2\]: ")
+        child.sendline("sleep 30")
+        time.sleep(1.0)  # the cell is running now
+        child.sendintr()  # Ctrl-C: the console interrupts its kernel (SIGINT to its group)
+        child.expect("KeyboardInterrupt")
+        child.expect(r"In \[3\]: ")
+        child.sendline("result after the interrupt")
+        child.expect(r"Out\[3\]: after the interrupt")
+        child.expect(r"In \[4\]: ")
+        exit_console(child)
+    finally:
+        if child.isalive():
+            child.terminate(force=True)

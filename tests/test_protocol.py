@@ -1,0 +1,453 @@
+"""KernelProtocol, the sans-IO core: channel rules, execution counts, stop_on_error, and the
+messages it builds (replies, IOPub, welcome, input requests)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from kernelsdk import (
+    DELIMITER,
+    PROTOCOL_VERSION,
+    Channel,
+    ExecutePlan,
+    Header,
+    InputReply,
+    InvalidMessage,
+    KernelProtocol,
+    Message,
+    Outgoing,
+    RemoteProtocolError,
+    Request,
+    Session,
+    Subscription,
+)
+from kernelsdk._protocol import CONTROL_REQUESTS, SHELL_REQUESTS
+
+KEY = b"protocol-test-key"
+CLOCK_VALUE = "2024-03-04T05:06:07.000008Z"
+IDENT = (b"client-ident",)
+
+
+class Client:
+    """Builds signed request frames and decodes what the kernel sends."""
+
+    def __init__(self) -> None:
+        self.session = Session(KEY)
+        self._ids = itertools.count(1)
+
+    def frames(
+        self,
+        msg_type: str,
+        content: dict[str, Any] | None = None,
+        identities: tuple[bytes, ...] = IDENT,
+    ) -> list[bytes]:
+        header = Header(
+            msg_id=f"req-{next(self._ids)}",
+            msg_type=msg_type,
+            session="client-session",
+            username="alice",
+            date="2024-01-01T00:00:00Z",
+            extra={"x-client": "kept"},
+        )
+        return self.session.serialize(Message(header, content or {}, identities=identities))
+
+    def decode(self, out: Outgoing) -> Message:
+        return self.session.deserialize(list(out.frames))
+
+
+@pytest.fixture
+def client() -> Client:
+    return Client()
+
+
+@pytest.fixture
+def kp() -> KernelProtocol:
+    return KernelProtocol(Session(KEY), session_id="kernel-sess", clock=lambda: CLOCK_VALUE)
+
+
+def request(
+    kp: KernelProtocol,
+    client: Client,
+    msg_type: str = "execute_request",
+    content: dict[str, Any] | None = None,
+    channel: Channel = Channel.SHELL,
+) -> Request:
+    event = kp.receive(channel, client.frames(msg_type, content))
+    assert isinstance(event, Request), event
+    return event
+
+
+def execute(kp: KernelProtocol, client: Client, code: str = "x", **content: Any) -> Request:
+    return request(kp, client, "execute_request", {"code": code, **content})
+
+
+# -- which channel accepts what -----------------------------------------------------------------
+
+SHELL_TYPES = sorted(SHELL_REQUESTS)
+COMM_TYPES = ["comm_open", "comm_msg", "comm_close"]
+
+ACCEPTANCE = [
+    *[(Channel.SHELL, t, Request) for t in [*SHELL_TYPES, *COMM_TYPES]],
+    *[(Channel.CONTROL, t, Request) for t in [*SHELL_TYPES, *COMM_TYPES, "interrupt_request"]],
+    (Channel.SHELL, "interrupt_request", InvalidMessage),
+    (Channel.STDIN, "input_reply", InputReply),
+    (Channel.SHELL, "input_reply", InvalidMessage),
+    (Channel.CONTROL, "input_reply", InvalidMessage),
+    (Channel.STDIN, "execute_request", InvalidMessage),
+    (Channel.STDIN, "kernel_info_request", InvalidMessage),
+    (Channel.STDIN, "comm_msg", InvalidMessage),
+    (Channel.SHELL, "execute_reply", InvalidMessage),
+    (Channel.SHELL, "input_request", InvalidMessage),
+    (Channel.SHELL, "status", InvalidMessage),
+]
+
+
+@pytest.mark.parametrize(("channel", "msg_type", "kind"), ACCEPTANCE, ids=str)
+def test_channel_acceptance(
+    kp: KernelProtocol, client: Client, channel: Channel, msg_type: str, kind: type
+) -> None:
+    frames = client.frames(msg_type, {"code": ""})
+    event = kp.receive(channel, frames)
+    assert type(event) is kind
+    if isinstance(event, Request):
+        assert event.channel is channel
+        assert event.msg_type == msg_type
+        assert event.message.identities == IDENT
+    elif isinstance(event, InputReply):
+        assert event.message.msg_type == "input_reply"
+    else:
+        assert isinstance(event, InvalidMessage)
+        assert event.channel is channel
+        assert msg_type in event.reason
+        assert event.frames == tuple(frames)
+
+
+def test_every_request_has_a_reply_type() -> None:
+    for req, rep in CONTROL_REQUESTS.items():
+        assert req.endswith("_request")
+        assert rep == req[: -len("_request")] + "_reply"
+    assert set(SHELL_REQUESTS) < set(CONTROL_REQUESTS)
+
+
+@pytest.mark.parametrize("channel", [Channel.SHELL, Channel.CONTROL, Channel.STDIN])
+def test_unknown_msg_type(kp: KernelProtocol, client: Client, channel: Channel) -> None:
+    event = kp.receive(channel, client.frames("frobnicate_request"))
+    assert isinstance(event, InvalidMessage)
+    assert "frobnicate_request" in event.reason
+    assert "unknown" in event.reason
+
+
+@pytest.mark.parametrize(
+    "msg_type",
+    [
+        "debug_request",
+        "create_subshell_request",
+        "delete_subshell_request",
+        "list_subshell_request",
+    ],
+)
+@pytest.mark.parametrize("channel", [Channel.SHELL, Channel.CONTROL])
+def test_unsupported_requests(
+    kp: KernelProtocol, client: Client, msg_type: str, channel: Channel
+) -> None:
+    event = kp.receive(channel, client.frames(msg_type))
+    assert isinstance(event, InvalidMessage)
+    assert "not supported" in event.reason
+    assert msg_type in event.reason
+
+
+def test_bad_frames_become_invalid_message(kp: KernelProtocol, client: Client) -> None:
+    good = client.frames("kernel_info_request")
+    bad_sig = Session(b"other-key").serialize(
+        Message(Header("m", "kernel_info_request", "s"), identities=IDENT)
+    )
+    for frames in ([], [b"garbage"], good[:-1], bad_sig):
+        event = kp.receive(Channel.SHELL, frames)
+        assert isinstance(event, InvalidMessage)
+        assert event.reason
+    assert isinstance(kp.receive(Channel.SHELL, good), Request)
+    replayed = kp.receive(Channel.SHELL, good)
+    assert isinstance(replayed, InvalidMessage)
+    assert "replay" in replayed.reason
+
+
+def test_invalid_messages_do_not_consume_sequence_numbers(
+    kp: KernelProtocol, client: Client
+) -> None:
+    first = execute(kp, client)
+    kp.receive(Channel.SHELL, [b"garbage"])
+    kp.receive(Channel.SHELL, client.frames("debug_request"))
+    kp.receive(Channel.STDIN, client.frames("input_reply", {"value": "x"}))
+    second = request(kp, client, "kernel_info_request", channel=Channel.CONTROL)
+    assert second.seq == first.seq + 1
+
+
+@pytest.mark.parametrize(
+    ("frames", "expected"),
+    [
+        ([b"\x01"], Subscription(b"", True)),
+        ([b"\x01kernel.abc"], Subscription(b"kernel.abc", True)),
+        ([b"\x00"], Subscription(b"", False)),
+        ([b"\x00stream"], Subscription(b"stream", False)),
+    ],
+)
+def test_iopub_subscriptions(
+    kp: KernelProtocol, frames: list[bytes], expected: Subscription
+) -> None:
+    assert kp.receive(Channel.IOPUB, frames) == expected
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [[], [b""], [b"\x02x"], [b"sub"], [b"\x01", b"\x01"], [b"\x01\xff\xfe"]],
+    ids=repr,
+)
+def test_iopub_garbage(kp: KernelProtocol, frames: list[bytes]) -> None:
+    event = kp.receive(Channel.IOPUB, frames)
+    assert isinstance(event, InvalidMessage)
+    assert event.channel is Channel.IOPUB
+
+
+# -- execution counts ----------------------------------------------------------------------------
+
+
+def test_execution_count_rules(kp: KernelProtocol, client: Client) -> None:
+    assert kp.execution_count == 0
+    plan = kp.begin_execute(execute(kp, client, "a"))
+    assert isinstance(plan, ExecutePlan)
+    assert (plan.execution_count, plan.store_history, plan.silent) == (1, True, False)
+    assert plan.stop_on_error is True
+    assert plan.allow_stdin is False
+    assert plan.user_expressions == {}
+
+    silent = kp.begin_execute(execute(kp, client, "b", silent=True))
+    assert silent.silent
+    assert not silent.store_history  # silent forces store_history off
+    assert silent.execution_count == 1
+    assert kp.execution_count == 1
+
+    forced = kp.begin_execute(execute(kp, client, "c", silent=True, store_history=True))
+    assert not forced.store_history
+    assert kp.execution_count == 1
+
+    unstored = kp.begin_execute(execute(kp, client, "d", store_history=False))
+    assert not unstored.silent
+    assert not unstored.store_history
+    assert unstored.execution_count == 1
+    assert kp.execution_count == 1
+
+    plan = kp.begin_execute(
+        execute(
+            kp, client, "e", stop_on_error=False, allow_stdin=True, user_expressions={"v": "1+1"}
+        )
+    )
+    assert plan.execution_count == 2
+    assert plan.stop_on_error is False
+    assert plan.allow_stdin is True
+    assert plan.user_expressions == {"v": "1+1"}
+    assert plan.code == "e"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {},
+        {"code": None},
+        {"code": 5},
+        {"code": ["x"]},
+        {"code": "x", "user_expressions": ["a"]},
+        {"code": "x", "user_expressions": {"a": 1}},
+    ],
+    ids=repr,
+)
+def test_bad_execute_content(kp: KernelProtocol, client: Client, content: dict[str, Any]) -> None:
+    req = request(kp, client, "execute_request", content)
+    with pytest.raises(RemoteProtocolError):
+        kp.begin_execute(req)
+    assert kp.execution_count == 0  # a rejected request does not advance the count
+
+
+# -- stop_on_error ---------------------------------------------------------------------------
+
+
+def test_failure_aborts_only_executes_already_received(kp: KernelProtocol, client: Client) -> None:
+    first, second, third = (execute(kp, client, c) for c in "abc")
+    info = request(kp, client, "kernel_info_request")
+    plan = kp.begin_execute(first)
+    assert not any(kp.should_abort(r) for r in (second, third, info))
+    kp.execute_failed(plan)
+    assert kp.should_abort(second)
+    assert kp.should_abort(third)
+    assert not kp.should_abort(info)  # only execute requests are aborted
+    fourth = execute(kp, client, "d")
+    assert not kp.should_abort(fourth)
+    control_exec = request(kp, client, "execute_request", {"code": "e"}, Channel.CONTROL)
+    assert not kp.should_abort(control_exec)
+
+
+def test_aborted_requests_stay_aborted_and_new_failures_extend(
+    kp: KernelProtocol, client: Client
+) -> None:
+    a, b = execute(kp, client, "a"), execute(kp, client, "b")
+    kp.execute_failed(kp.begin_execute(a))
+    c = execute(kp, client, "c")
+    d = execute(kp, client, "d")
+    assert kp.should_abort(b)
+    assert not kp.should_abort(c)
+    kp.execute_failed(kp.begin_execute(c))
+    assert kp.should_abort(d)
+    assert kp.should_abort(b)
+    assert not kp.should_abort(execute(kp, client, "e"))
+
+
+def test_silent_failure_does_not_abort(kp: KernelProtocol, client: Client) -> None:
+    failing = execute(kp, client, "a", silent=True)
+    queued = execute(kp, client, "b")
+    kp.execute_failed(kp.begin_execute(failing))
+    assert not kp.should_abort(queued)
+
+
+def test_stop_on_error_false_does_not_abort(kp: KernelProtocol, client: Client) -> None:
+    failing = execute(kp, client, "a", stop_on_error=False)
+    queued = execute(kp, client, "b")
+    kp.execute_failed(kp.begin_execute(failing))
+    assert not kp.should_abort(queued)
+
+
+def test_abort_reply(kp: KernelProtocol, client: Client) -> None:
+    a, b = execute(kp, client, "a"), execute(kp, client, "b")
+    kp.execute_failed(kp.begin_execute(a))
+    out = kp.abort_reply(b)
+    assert out.channel is Channel.SHELL
+    reply = client.decode(out)
+    assert reply.msg_type == "execute_reply"
+    assert reply.content["status"] == "aborted"
+    assert reply.identities == IDENT
+    assert reply.parent_header == b.message.header
+
+
+# -- building messages ---------------------------------------------------------------------------
+
+
+ROUTABLE = [
+    *[(Channel.SHELL, t) for t in sorted(SHELL_REQUESTS)],
+    *[(Channel.CONTROL, t) for t in sorted(CONTROL_REQUESTS)],
+]
+
+
+@pytest.mark.parametrize(("channel", "msg_type"), ROUTABLE, ids=str)
+def test_reply_routing(kp: KernelProtocol, client: Client, channel: Channel, msg_type: str) -> None:
+    frames = client.frames(msg_type, identities=(b"router-a", b"router-b"))
+    req = kp.receive(channel, frames)
+    assert isinstance(req, Request)
+    out = kp.reply(req, {"status": "ok"}, {"m": 1})
+    assert out.channel is channel
+    assert out.frames[:3] == (b"router-a", b"router-b", DELIMITER)
+    reply = client.decode(out)
+    assert reply.msg_type == CONTROL_REQUESTS[msg_type]
+    assert reply.msg_type.endswith("_reply")
+    assert reply.content == {"status": "ok"}
+    assert reply.metadata == {"m": 1}
+    assert reply.parent_header == req.message.header
+    assert reply.parent_header is not None
+    assert reply.parent_header.extra == {"x-client": "kept"}  # echoed unchanged
+    assert reply.header.session == "kernel-sess"
+    assert reply.header.version == PROTOCOL_VERSION
+
+
+def test_publish(kp: KernelProtocol, client: Client) -> None:
+    req = execute(kp, client)
+    out = kp.publish(
+        "stream", {"name": "stdout", "text": "hi"}, req.message, buffers=[b"b1"], metadata={"a": 1}
+    )
+    assert out.channel is Channel.IOPUB
+    assert out.frames[0] == b"kernel.kernel-sess.stream"
+    assert out.frames[1] == DELIMITER
+    msg = client.decode(out)
+    assert msg.identities == (b"kernel.kernel-sess.stream",)
+    assert msg.msg_type == "stream"
+    assert msg.content == {"name": "stdout", "text": "hi"}
+    assert msg.metadata == {"a": 1}
+    assert msg.buffers == (b"b1",)
+    assert msg.parent_header == req.message.header
+    orphan = client.decode(kp.publish("status", {"execution_state": "starting"}, None))
+    assert orphan.parent_header is None
+    raw_parent = list(kp.publish("status", {}, None).frames)[4]
+    assert raw_parent == b"{}"  # no parent is an empty dict on the wire
+
+
+def test_status(kp: KernelProtocol, client: Client) -> None:
+    req = execute(kp, client)
+    for state in ("busy", "idle", "starting"):
+        msg = client.decode(kp.status(state, req.message))
+        assert msg.msg_type == "status"
+        assert msg.content == {"execution_state": state}
+        assert msg.parent_header == req.message.header
+
+
+@pytest.mark.parametrize("topic", [b"", b"kernel.", b"stream.stdout"])
+def test_welcome(kp: KernelProtocol, client: Client, topic: bytes) -> None:
+    sub = kp.receive(Channel.IOPUB, [b"\x01" + topic])
+    assert isinstance(sub, Subscription)
+    out = kp.welcome(sub)
+    assert out.channel is Channel.IOPUB
+    if topic:
+        assert out.frames[0] == topic
+        assert out.frames[1] == DELIMITER
+    else:
+        assert out.frames[0] == DELIMITER  # no topic frame for the "" subscription
+    msg = client.decode(out)
+    assert msg.msg_type == "iopub_welcome"
+    assert msg.content == {"subscription": topic.decode()}
+    assert msg.parent_header is None
+    assert out.frames[out.frames.index(DELIMITER) + 3] == b"{}"
+
+
+@pytest.mark.parametrize("password", [False, True])
+def test_input_request(kp: KernelProtocol, client: Client, password: bool) -> None:
+    req = execute(kp, client, allow_stdin=True)
+    out = kp.input_request(req.message, "Name: ", password)
+    assert out.channel is Channel.STDIN
+    assert out.frames[: len(IDENT)] == IDENT  # routed with the shell request's identities
+    msg = client.decode(out)
+    assert msg.msg_type == "input_request"
+    assert msg.content == {"prompt": "Name: ", "password": password}
+    assert msg.parent_header == req.message.header
+
+
+def test_headers_version_date_and_unique_ids(kp: KernelProtocol, client: Client) -> None:
+    req = execute(kp, client)
+    sub = kp.receive(Channel.IOPUB, [b"\x01"])
+    assert isinstance(sub, Subscription)
+    outs: list[Outgoing] = []
+    for _ in range(50):
+        outs += [
+            kp.reply(req, {"status": "ok"}),
+            kp.publish("stream", {"name": "stdout", "text": ""}, req.message),
+            kp.status("idle", req.message),
+            kp.welcome(sub),
+            kp.input_request(req.message, "", False),
+            kp.abort_reply(req),
+        ]
+    messages = [client.decode(o) for o in outs]
+    ids = [m.msg_id for m in messages]
+    assert len(set(ids)) == len(ids)
+    for m in messages:
+        assert m.header.version == PROTOCOL_VERSION == "5.5"
+        assert m.header.date == CLOCK_VALUE
+        assert m.header.session == "kernel-sess"
+        assert m.header.username == "kernel"
+        assert m.header.msg_id.startswith("kernel-sess")
+
+
+def test_session_ids_distinguish_kernels(client: Client) -> None:
+    a = KernelProtocol(Session(KEY), session_id="a", clock=lambda: CLOCK_VALUE)
+    b = KernelProtocol(Session(KEY), session_id="b", clock=lambda: CLOCK_VALUE, username="bob")
+    ma = client.decode(a.status("idle", None))
+    mb = client.decode(b.status("idle", None))
+    assert ma.msg_id != mb.msg_id
+    assert (ma.header.session, mb.header.session) == ("a", "b")
+    assert mb.header.username == "bob"
