@@ -69,8 +69,8 @@ class KernelServer:
         kernel: the kernel instance.
         transport: connected channels (ZeroMQ or in-memory).
         protocol: the sans-IO protocol state for this kernel process.
-        subscriber_grace: seconds the first shell request may wait for a first IOPub
-            subscriber (see :meth:`_wait_for_subscriber`).
+        subscriber_grace: at most how long after the start shell requests wait for a first
+            IOPub subscriber (see :meth:`_wait_for_subscriber`).
     """
 
     def __init__(
@@ -247,17 +247,15 @@ class KernelServer:
         timer when the kernel has not bound yet; shell can win by a reconnect interval
         (100 ms). Clients that do not wait for ``iopub_welcome`` (``jupyter console``) then
         lose the first request's busy/idle and hang waiting for it. ipykernel hides this by
-        starting slowly; we wait for the first subscription instead, at most the grace.
+        starting slowly; we hold shell requests until the first subscription instead, at most
+        the grace after the start (control requests are never held).
         """
         with trio.move_on_after(self._subscriber_grace):
             await self._subscribed.wait()
 
     async def _shell_worker(self) -> None:
-        first = True
+        await self._wait_for_subscriber()
         async for comms_before, req in self._shell_recv:
-            if first:
-                await self._wait_for_subscriber()
-                first = False
             try:
                 # Comm messages sent before this request are handled before it runs.
                 while self._comm_done_seq < comms_before:
