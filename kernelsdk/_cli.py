@@ -62,6 +62,26 @@ def _parser() -> argparse.ArgumentParser:
         help="environment variable for the kernel (repeatable)",
     )
     p.add_argument("--replace", action="store_true", help="overwrite an existing kernelspec")
+    mpi = p.add_argument_group("MPI variants (see kernelsdk.mpi)")
+    mpi.add_argument(
+        "--mpi", type=int, metavar="N", help="run the kernel on N MPI ranks (name: KERNEL-mpiN)"
+    )
+    mpi.add_argument(
+        "--launcher", default="mpiexec", help="mpiexec (default), srun, or a launcher's path"
+    )
+    mpi.add_argument(
+        "--launcher-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="an extra launcher argument (repeatable; write --launcher-arg=--flag)",
+    )
+    mpi.add_argument(
+        "--mpi-output",
+        choices=["all", "rank0", "grouped"],
+        default="all",
+        help="the ranks' output: all, labelled (default); rank 0 only; grouped after the cell",
+    )
     p.set_defaults(func=_cmd_install)
 
     p = sub.add_parser("list", help="list available kernels and where they are installed")
@@ -82,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
         help="the connection file written by the Jupyter client",
     )
     p.add_argument("--packer", choices=["json", "msgpack"], default="json")
+    p.add_argument("--mpi", action="store_true", help="run on every rank of an MPI job")
+    p.add_argument("--mpi-output", choices=["all", "rank0", "grouped"], default="all")
     p.add_argument(
         "--log-level",
         type=str.upper,
@@ -111,7 +133,7 @@ def _parse_env(items: list[str]) -> dict[str, str]:
 
 def _cmd_install(args: argparse.Namespace) -> int:
     from ._entrypoints import available_kernels
-    from ._install import install
+    from ._install import MPILaunch, install
 
     kernels: list[str] = args.kernels
     if (args.name is not None or args.display_name is not None) and len(kernels) != 1:
@@ -120,6 +142,9 @@ def _cmd_install(args: argparse.Namespace) -> int:
             + (f" ({', '.join(kernels)})" if kernels else "")
         )
     env = _parse_env(args.env)
+    mpi = None
+    if args.mpi is not None:
+        mpi = MPILaunch(args.mpi, args.launcher, tuple(args.launcher_arg), args.mpi_output)
     if not kernels:
         kernels = sorted(available_kernels())
         if not kernels:
@@ -139,6 +164,7 @@ def _cmd_install(args: argparse.Namespace) -> int:
                 display_name=args.display_name,
                 env=env,
                 replace=args.replace,
+                mpi=mpi,
             )
         except KernelSDKError as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -203,5 +229,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cls = load_kernel(args.kernel)
     from ._runtime import run_kernel
 
+    if args.mpi:
+        from .mpi import OutputMode, run_mpi_kernel
+
+        run_mpi_kernel(
+            cls,
+            args.connection_file,
+            packer=args.packer,
+            log_level=args.log_level,
+            output=OutputMode(args.mpi_output),
+        )
+        return 0
     run_kernel(cls, args.connection_file, packer=args.packer, log_level=args.log_level)
     return 0

@@ -6,6 +6,7 @@ argv is also how :func:`installed` recognises the specs kernelsdk wrote.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -15,6 +16,8 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from ._entrypoints import load_kernel
 from ._exceptions import ConfigError, KernelNotFoundError
@@ -35,6 +38,41 @@ def validate_kernel_name(name: str) -> str:
     return name.lower()
 
 
+@attrs.frozen
+class MPILaunch:
+    """How an MPI variant of a kernel is launched: ``LAUNCHER -n RANKS [ARGS] python ...``.
+
+    ``launcher`` is ``mpiexec``, ``srun`` or a path; ``output`` is a
+    :class:`kernelsdk.mpi.OutputMode` value.
+    """
+
+    ranks: int
+    launcher: str = "mpiexec"
+    launcher_args: tuple[str, ...] = ()
+    output: str = "all"
+
+    def argv_prefix(self) -> list[str]:
+        """The launcher's part of argv, with the launcher's absolute path.
+
+        Raises:
+            ConfigError: no such launcher, or mpi4py is not installed.
+        """
+        if self.ranks < 1:
+            raise ConfigError(f"--mpi needs at least 1 rank, not {self.ranks}")
+        if importlib.util.find_spec("mpi4py") is None:
+            raise ConfigError("MPI kernels need mpi4py: pip install mpi4py mpich")
+        # The launcher next to this Python first (the mpich wheel puts mpiexec there), so the
+        # kernel does not depend on the PATH that Jupyter happens to be started with.
+        beside = Path(sys.executable).parent / self.launcher  # a path stays itself
+        found = str(beside) if beside.is_file() else shutil.which(self.launcher)
+        if found is None:
+            raise ConfigError(
+                f"no MPI launcher {self.launcher!r} found next to {sys.executable} or on PATH; "
+                "pip install mpich mpi4py, load your site's MPI module, or give --launcher PATH"
+            )
+        return [os.path.abspath(found), "-n", str(self.ranks), *self.launcher_args]
+
+
 def kernelspec_for(
     name: str,
     cls: type[Any],
@@ -42,13 +80,17 @@ def kernelspec_for(
     display_name: str | None = None,
     env: Mapping[str, str] | None = None,
     extra_args: Sequence[str] = (),
+    mpi: MPILaunch | None = None,
 ) -> KernelSpec:
     """The kernelspec that runs kernel ``name`` (an entry-point name or ``module:Class``).
 
     ``display_name`` defaults to the class's ``display_name``, else its ``implementation``
-    title-cased, else ``name``. ``env`` is merged over the class's ``kernelspec_env``.
+    title-cased, else ``name``. ``env`` is merged over the class's ``kernelspec_env``. With
+    ``mpi``, the kernel runs on every rank of an MPI job (see :mod:`kernelsdk.mpi`).
     """
     argv = [sys.executable, *_RUN, name, "-f", "{connection_file}", *extra_args]
+    if mpi is not None:
+        argv = [*mpi.argv_prefix(), *argv, "--mpi", "--mpi-output", mpi.output]
     language_info = getattr(cls, "language_info", None) or {}
     language = str(language_info.get("name") or _implementation(cls) or name)
     if display_name is None:
@@ -56,13 +98,18 @@ def kernelspec_for(
     if not display_name:
         implementation = _implementation(cls)
         display_name = implementation.title() if implementation else name
+    if mpi is not None:
+        display_name = f"{display_name} (MPI, {mpi.ranks} ranks)"
     merged_env = {str(k): str(v) for k, v in (getattr(cls, "kernelspec_env", None) or {}).items()}
     merged_env.update(env or {})
     return KernelSpec(
         argv=argv,
         display_name=str(display_name),
         language=language,
-        interrupt_mode=getattr(cls, "interrupt_mode", None) or "signal",
+        # MPI variants interrupt by message: a signal to the launcher kills or aborts jobs.
+        interrupt_mode="message"
+        if mpi is not None
+        else getattr(cls, "interrupt_mode", None) or "signal",
         env=merged_env,
     )
 
@@ -108,12 +155,14 @@ def install(
     display_name: str | None = None,
     env: Mapping[str, str] | None = None,
     replace: bool = False,
+    mpi: MPILaunch | None = None,
 ) -> Path:
     """Install the kernelspec of kernel ``name``; return the spec directory.
 
     Writes ``<kernels dir>/<kernel_name>/kernel.json`` plus every regular file of the class's
     ``resources`` directory (logos, ``kernel.js``). ``kernel_name`` defaults to ``name`` (or,
-    for a ``module:Class`` spec, to the class's ``implementation``).
+    for a ``module:Class`` spec, to the class's ``implementation``), with ``-mpiN`` appended
+    for an MPI variant of N ranks.
 
     Raises:
         KernelNotFoundError: no kernel ``name``.
@@ -130,8 +179,10 @@ def install(
             kernel_name = _implementation(cls) or ""
             if not KERNEL_NAME_RE.match(kernel_name):
                 raise ConfigError(f"cannot derive a kernel name from {name!r}; give --name")
+        if mpi is not None:
+            kernel_name = f"{kernel_name}-mpi{mpi.ranks}"
         kernel_name = validate_kernel_name(kernel_name)
-    spec = kernelspec_for(name, cls, display_name=display_name, env=env)
+    spec = kernelspec_for(name, cls, display_name=display_name, env=env, mpi=mpi)
     resources = _resource_files(cls)
     dest = target / kernel_name
     if (dest.exists() or dest.is_symlink()) and not replace:

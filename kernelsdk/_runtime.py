@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import trio
@@ -64,14 +64,18 @@ async def open_kernel(
 
 
 async def _serve(
-    kernel_cls: type[BaseKernel], info: ConnectionInfo, path: str, packer: str, created: bool
+    kernel_factory: Callable[[], BaseKernel],
+    info: ConnectionInfo,
+    path: str,
+    packer: str,
+    created: bool,
 ) -> None:
-    kernel = kernel_cls()
+    kernel = kernel_factory()
     write_back = created or 0 in info.ports.values()
     async with open_kernel(
         kernel, info, packer=packer, connection_file=path if write_back else None
     ) as server:
-        log.info("%s ready, connection file %s", kernel_cls.__name__, path)
+        log.info("%s ready, connection file %s", type(kernel).__name__, path)
         with trio.open_signal_receiver(signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
 
@@ -85,13 +89,16 @@ async def _serve(
 
 
 def run_kernel(
-    kernel_cls: type[BaseKernel],
+    kernel_factory: Callable[[], BaseKernel],
     connection_file: str,
     *,
     packer: str = "json",
     log_level: str = "WARNING",
 ) -> None:
-    """Serve ``kernel_cls`` on the sockets described by ``connection_file`` until shutdown.
+    """Serve a kernel on the sockets described by ``connection_file`` until shutdown.
+
+    ``kernel_factory`` is the kernel class (or any callable returning a kernel instance),
+    called once the process is set up.
 
     SIGINT never kills the process: while idle it is ignored, while code runs it interrupts it.
     """
@@ -103,4 +110,4 @@ def run_kernel(
         format="[%(name)s %(levelname)s] %(message)s",
     )
     info, created = _load_or_create(connection_file)
-    trio.run(_serve, kernel_cls, info, connection_file, packer, created)
+    trio.run(_serve, kernel_factory, info, connection_file, packer, created)

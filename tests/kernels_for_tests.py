@@ -32,6 +32,7 @@ echoed back as {"echo": <data>}.
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
 import time
 from pathlib import Path
@@ -58,6 +59,12 @@ def _spin(seconds: float, stop: threading.Event) -> int:
         hashlib.sha256(_BUFFER).digest()
         rounds += 1
     return rounds
+
+
+def _mpi_rank() -> int:
+    """This process's MPI rank when run with --mpi (which imported mpi4py), else 0."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    return int(mpi.COMM_WORLD.Get_rank()) if mpi is not None else 0
 
 
 class ProbeKernel(BaseKernel):
@@ -105,6 +112,11 @@ class ProbeKernel(BaseKernel):
                 ctx.print(f"sum {sum(range(int(float(arg))))}")
             elif command == "error":
                 raise ExecutionError("ProbeError", "the probe was asked to fail")
+            elif command == "rank-error":
+                if _mpi_rank() in {int(r) for r in arg.split(",")}:
+                    raise ExecutionError("ProbeError", f"rank {_mpi_rank()} was asked to fail")
+            elif command == "rank":
+                ctx.print(f"I am rank {_mpi_rank()}")
             elif command == "input":
                 ctx.print(await ctx.input(arg))
             elif command == "password":
