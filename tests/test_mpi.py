@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -249,6 +250,45 @@ def test_shutdown_leaves_no_process_and_idle_ranks_sleep(mpi_env: JupyterEnv) ->
         time.sleep(0.05)
     assert not [p for p in ranks if Path(f"/proc/{p}").exists()]
     stop_kernel_pair(km, kc)
+
+
+def _descendants(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found += [int(entry), *_descendants(int(entry))]
+    return found
+
+
+def test_a_dead_rank_ends_the_job_instead_of_hanging(mpi_env: JupyterEnv) -> None:
+    """The launcher ends the job when a rank dies, so the client sees the kernel die (and
+    can restart it) rather than waiting forever for the cell."""
+    km, kc = start_kernel_pair(mpi_env, "probe-mpi2")
+    try:
+        launcher = km.provisioner.process.pid  # type: ignore[union-attr]
+        ranks = [p for p in _descendants(launcher) if b"PMI_RANK=1" in _environ(p)]
+        assert len(ranks) == 1
+        kc.execute("asleep 60")
+        time.sleep(0.5)
+        os.kill(ranks[0], signal.SIGKILL)
+        deadline = time.monotonic() + TIMEOUT
+        while km.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not km.is_alive()
+    finally:
+        stop_kernel_pair(km, kc)
+
+
+def _environ(pid: int) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return []
 
 
 # -- rank 0's bookkeeping, in memory -------------------------------------------------------------
