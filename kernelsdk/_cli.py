@@ -1,4 +1,4 @@
-"""``python -m kernelsdk``: install, list, remove and run kernels built on kernelsdk.
+"""``python -m kernelsdk``: install, list, remove, run and check kernels built on kernelsdk.
 
 ``run`` is what every kernel.json launches, so this module imports only what a subcommand
 needs, when it needs it (``run`` never imports jupyter_client).
@@ -111,6 +111,27 @@ def _parser() -> argparse.ArgumentParser:
         default="WARNING",
     )
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "conformance",
+        help="check any installed kernel against the protocol (needs kernelsdk-conformance)",
+        description="Run the conformance suite (the kernelsdk-conformance distribution, "
+        "in conformance/) against the installed kernelspec KERNEL. Exit status 1 if any "
+        "check fails.",
+    )
+    p.add_argument("kernel", metavar="KERNEL", help="an installed kernelspec name")
+    p.add_argument(
+        "--check", action="append", default=[], metavar="NAME", help="run only this check"
+    )
+    p.add_argument(
+        "--profile", metavar="PROFILE", help="samples: module:Class, file.py:Class or a name"
+    )
+    p.add_argument("--format", choices=["table", "markdown", "json"], default="table")
+    p.add_argument("--fuzz-budget", type=int, default=50, metavar="N")
+    p.add_argument("--timeout", type=float, default=15.0, metavar="S")
+    p.add_argument("--startup-timeout", type=float, default=60.0, metavar="S")
+    p.add_argument("--kernel-output", action="store_true", help="show the kernel's own output")
+    p.set_defaults(func=_cmd_conformance)
     return parser
 
 
@@ -242,3 +263,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0
     run_kernel(cls, args.connection_file, packer=args.packer, log_level=args.log_level)
     return 0
+
+
+def _cmd_conformance(args: argparse.Namespace) -> int:
+    import importlib
+
+    try:
+        cli = importlib.import_module("kernelsdk_conformance.cli")
+    except ImportError as exc:
+        raise ConfigError(
+            "the conformance suite is not installed: pip install -e conformance "
+            f"(from a kernelsdk checkout) ({exc})"
+        ) from None
+    status: int = cli.run_from_args(args)
+    return status

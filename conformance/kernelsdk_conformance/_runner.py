@@ -1,0 +1,252 @@
+"""Check registry, results and the runner that shares kernels between checks."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from jupyter_client.kernelspec import KernelSpecManager
+
+from ._client import KernelClient, KernelDied, NoReply
+from .profiles import Profile, profile_for
+
+Status = Literal["pass", "fail", "skip", "error"]
+
+
+class Skip(Exception):
+    """The check does not apply (the kernel or profile does not claim the feature)."""
+
+
+class Fail(Exception):
+    """The kernel broke a rule; the message says which and where (with the spec reference)."""
+
+
+@dataclass
+class Result:
+    name: str
+    status: Status
+    message: str
+    spec: str = ""
+    seconds: float = 0.0
+    details: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Options:
+    #: seconds to wait for any one reply or idle before calling it a hang
+    timeout: float = 15.0
+    startup_timeout: float = 60.0
+    #: how many hypothesis-generated malformed messages the fuzz check sends
+    fuzz_budget: int = 50
+    #: a heartbeat echo slower than this counts as lost (jupyter_client's time_to_dead is 1 s;
+    #: the default leaves room for loaded CI machines)
+    hb_timeout: float = 3.0
+    #: grace between shutdown_reply and process exit (jupyter_client's shutdown_wait_time)
+    shutdown_grace: float = 5.0
+    #: let the kernel's own stdout/stderr through (default: discarded)
+    kernel_output: bool = False
+
+
+CheckFn = Callable[["Context"], str]
+
+
+@dataclass
+class CheckInfo:
+    name: str
+    fn: CheckFn
+    summary: str
+    spec: str
+
+
+CHECKS: dict[str, CheckInfo] = {}
+
+
+def check(name: str, summary: str, spec: str = "") -> Callable[[CheckFn], CheckFn]:
+    """Register a check: a function of a :class:`Context` returning a pass message, raising
+    :class:`Skip` or :class:`Fail`."""
+
+    def register(fn: CheckFn) -> CheckFn:
+        CHECKS[name] = CheckInfo(name, fn, summary, spec)
+        return fn
+
+    return register
+
+
+class Context:
+    """What a check gets: the profile, the options, and kernels to talk to."""
+
+    def __init__(
+        self,
+        kernel_name: str,
+        profile: Profile,
+        options: Options,
+        spec_manager: KernelSpecManager | None = None,
+    ) -> None:
+        self.kernel_name = kernel_name
+        self.profile = profile
+        self.options = options
+        self.spec_manager = spec_manager or KernelSpecManager()
+        self._shared: KernelClient | None = None
+        self.clients: list[KernelClient] = []
+        self.kernel_info: dict[str, Any] | None = None
+        self._start_error: str | None = None
+
+    @property
+    def kernelspec(self) -> dict[str, Any]:
+        spec = self.spec_manager.get_kernel_spec(self.kernel_name)
+        d: dict[str, Any] = spec.to_dict()
+        return d
+
+    @property
+    def interrupt_mode(self) -> str:
+        return str(self.kernelspec.get("interrupt_mode") or "signal")
+
+    def new_client(self) -> KernelClient:
+        client = KernelClient(
+            self.kernel_name,
+            timeout=self.options.timeout,
+            startup_timeout=self.options.startup_timeout,
+            spec_manager=self.spec_manager,
+            kernel_output=self.options.kernel_output,
+        )
+        self.clients.append(client)
+        try:
+            client.start()
+        except BaseException:
+            client.close()  # a kernel that started but never answered must not linger
+            raise
+        return client
+
+    def kernel(self) -> KernelClient:
+        """The shared kernel, (re)started if it is not running."""
+        if self._start_error is not None:
+            raise KernelDied(f"the kernel could not be started: {self._start_error}")
+        if self._shared is not None and not self._shared.alive():
+            self._shared.close()
+            self._shared = None
+        if self._shared is None:
+            try:
+                self._shared = self.new_client()
+            except KernelDied as exc:
+                self._start_error = str(exc)  # fail the other checks fast, not one by one
+                raise
+        return self._shared
+
+    @contextlib.contextmanager
+    def fresh(self) -> Iterator[KernelClient]:
+        """A kernel of its own, for checks that kill or restart it."""
+        client = self.new_client()
+        try:
+            yield client
+        finally:
+            client.close()
+
+    def info(self) -> dict[str, Any]:
+        """The kernel_info_reply content (asked once)."""
+        if self.kernel_info is None:
+            kc = self.kernel()
+            reply, _ = kc.request("shell", "kernel_info_request", {})
+            self.kernel_info = reply.content if isinstance(reply.content, dict) else {}
+        return self.kernel_info
+
+    def sample(self, name: str, **fields: Any) -> str:
+        code = self.profile.code(name, **fields)
+        if code is None:
+            raise Skip(f"not supported by the profile ({name} is not set)")
+        return code
+
+    def discard_shared(self) -> None:
+        """Forget the shared kernel (after a failure), so the next check gets a clean one."""
+        if self._shared is not None:
+            with contextlib.suppress(Exception):
+                self._shared.close_sockets()
+                if self._shared.alive():
+                    self._shared.km.shutdown_kernel(now=True)
+            self._shared = None
+            self.kernel_info = None
+
+    def close(self) -> None:
+        for client in self.clients:
+            with contextlib.suppress(Exception):
+                client.close()
+
+
+def run_checks(
+    ctx: Context,
+    names: Sequence[str] | None = None,
+    on_result: Callable[[Result], None] | None = None,
+) -> list[Result]:
+    """Run the named checks (all, in registry order, when None); schema last."""
+    order = list(CHECKS)
+    if names:
+        unknown = [n for n in names if n not in CHECKS]
+        if unknown:
+            raise ValueError(f"unknown check(s): {', '.join(unknown)}; known: {', '.join(order)}")
+        order = [n for n in order if n in names]
+    results = []
+    for name in order:
+        info = CHECKS[name]
+        start = time.monotonic()
+        try:
+            message = info.fn(ctx)
+            status: Status = "pass"
+            details: list[str] = []
+        except Skip as exc:
+            status, message, details = "skip", str(exc), []
+        except Fail as exc:
+            status, message, details = "fail", str(exc), []
+        except (NoReply, KernelDied) as exc:
+            status, message = "fail", f"{type(exc).__name__}: {exc}"
+            details = traceback.format_exception(exc)
+        except Exception as exc:
+            status, message = "error", f"the check itself failed: {type(exc).__name__}: {exc}"
+            details = traceback.format_exception(exc)
+        result = Result(
+            name, status, message, info.spec, round(time.monotonic() - start, 2), details
+        )
+        results.append(result)
+        if status in ("fail", "error"):
+            ctx.discard_shared()  # a failure must not leak into the next check
+        if on_result is not None:
+            on_result(result)
+    return results
+
+
+def run(
+    kernel_name: str,
+    profile: Profile | None = None,
+    *,
+    checks: Sequence[str] | None = None,
+    options: Options | None = None,
+    spec_manager: KernelSpecManager | None = None,
+    on_result: Callable[[Result], None] | None = None,
+) -> list[Result]:
+    """Run the conformance suite against the installed kernelspec ``kernel_name``.
+
+    Args:
+        kernel_name: a kernelspec name (``jupyter kernelspec list``).
+        profile: the kernel's samples; default: the shipped profile for that name, or an
+            empty one (checks that need samples then skip).
+        checks: names of the checks to run (default: all).
+        options: timeouts and the fuzz budget.
+        on_result: called with each result as soon as it is known.
+
+    Returns:
+        One :class:`Result` per check.
+    """
+    from . import _checks  # noqa: F401  (registers the checks)
+
+    ctx = Context(
+        kernel_name, profile or profile_for(kernel_name), options or Options(), spec_manager
+    )
+    try:
+        return run_checks(ctx, checks, on_result)
+    finally:
+        ctx.close()

@@ -1,0 +1,203 @@
+"""Deliberately broken kernels for the conformance suite's truth tests.
+
+``FaultyKernel`` is the probe kernel (see kernels_for_tests) with exactly one fault, chosen by
+the ``KSDK_FAULT`` environment variable of its kernelspec. Each fault is a small patch of
+kernelsdk's runtime, applied in the kernel process only, when the kernel is created:
+
+    no_signature_check   signatures (and replays) are not verified
+    late_output          every execute publishes one more stream *after* its idle
+    no_heartbeat         the heartbeat socket swallows pings instead of echoing them
+    die_on_idle_sigint   SIGINT while nothing runs exits the process
+    protocol_5_3         kernel_info says protocol 5.3 (kernelspec and headers say 5.5)
+    reused_msg_id        every idle status carries the same msg_id
+    control_blocked      control requests wait until no execution is running
+    shutdown_no_exit     shutdown_reply is sent, but the process never exits
+    no_comm_close        comm_open to an unknown target is silently dropped
+    silent_counts        silent executions increment the execution count
+    no_abort             stop_on_error aborts nothing
+    crash_on_garbage     an undecodable message kills the process
+    stdin_ignores_allow  input_request is sent even when allow_stdin is false
+    no_interrupt         interrupts of running code are ignored
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import trio
+from kernels_for_tests import ProbeKernel
+
+from kernelsdk import _context, _heartbeat, _protocol, _server, _session
+
+FAULTS: dict[str, str] = {}
+
+
+def fault(name: str) -> Any:
+    def register(fn: Any) -> Any:
+        FAULTS[name] = fn
+        return fn
+
+    return register
+
+
+@fault("no_signature_check")
+def _no_signature_check() -> None:
+    _session.Session._verify = lambda self, signature, parts: None  # type: ignore[method-assign]
+
+
+@fault("late_output")
+def _late_output() -> None:
+    original = _server.KernelServer._handle
+
+    async def handle(self: _server.KernelServer, req: Any) -> None:
+        await original(self, req)
+        if req.msg_type == "execute_request" and not req.message.content.get("silent"):
+            self.publish("stream", {"name": "stdout", "text": "too late\n"}, req.message)
+
+    _server.KernelServer._handle = handle  # type: ignore[method-assign]
+
+
+@fault("no_heartbeat")
+def _no_heartbeat() -> None:
+    def swallow(sock: Any) -> None:
+        try:
+            while True:
+                sock.recv_multipart()
+        except Exception:
+            pass
+        finally:
+            sock.close(linger=0)
+
+    _heartbeat._echo = swallow
+
+
+@fault("die_on_idle_sigint")
+def _die_on_idle_sigint() -> None:
+    original = _server.KernelServer.interrupt
+
+    def interrupt(self: _server.KernelServer) -> None:
+        if not self._executing:
+            os._exit(3)
+        original(self)
+
+    _server.KernelServer.interrupt = interrupt  # type: ignore[method-assign]
+
+
+@fault("protocol_5_3")
+def _protocol_5_3() -> None:
+    original = ProbeKernel.kernel_info
+
+    def kernel_info(self: ProbeKernel) -> dict[str, Any]:
+        return {**original(self), "protocol_version": "5.3"}
+
+    FaultyKernel.kernel_info = kernel_info  # type: ignore[method-assign]
+
+
+@fault("reused_msg_id")
+def _reused_msg_id() -> None:
+    original_message = _protocol.KernelProtocol._message
+
+    def message(
+        self: _protocol.KernelProtocol, msg_type: str, content: Any, *a: Any, **k: Any
+    ) -> Any:
+        if msg_type == "status" and content.get("execution_state") == "idle":
+            saved, self._counter = self._counter, -1  # every idle gets msg_id <session>_0
+            try:
+                return original_message(self, msg_type, content, *a, **k)
+            finally:
+                self._counter = saved
+        return original_message(self, msg_type, content, *a, **k)
+
+    _protocol.KernelProtocol._message = message  # type: ignore[method-assign]
+
+
+@fault("control_blocked")
+def _control_blocked() -> None:
+    original = _server.KernelServer._handle
+
+    async def handle(self: _server.KernelServer, req: Any) -> None:
+        if req.channel is _protocol.Channel.CONTROL:
+            while self._executing:
+                await trio.sleep(0.01)
+        await original(self, req)
+
+    _server.KernelServer._handle = handle  # type: ignore[method-assign]
+
+
+@fault("shutdown_no_exit")
+def _shutdown_no_exit() -> None:
+    async def wait_stopped(self: _server.KernelServer) -> None:
+        await self._stopped.wait()
+        await trio.sleep_forever()
+
+    _server.KernelServer.wait_stopped = wait_stopped  # type: ignore[method-assign]
+
+
+@fault("no_comm_close")
+def _no_comm_close() -> None:
+    from kernelsdk import _comm
+
+    original = _comm.CommManager._handle_open
+
+    def handle_open(self: _comm.CommManager, msg: Any) -> Any:
+        if msg.content.get("target_name") not in self._targets:
+            return None
+        return original(self, msg)
+
+    _comm.CommManager._handle_open = handle_open  # type: ignore[method-assign]
+
+
+@fault("silent_counts")
+def _silent_counts() -> None:
+    original = _protocol.KernelProtocol.begin_execute
+
+    def begin_execute(self: _protocol.KernelProtocol, request: Any) -> Any:
+        if request.message.content.get("silent"):
+            self.execution_count += 1
+        return original(self, request)
+
+    _protocol.KernelProtocol.begin_execute = begin_execute  # type: ignore[method-assign]
+
+
+@fault("no_abort")
+def _no_abort() -> None:
+    _protocol.KernelProtocol.should_abort = lambda self, request: False  # type: ignore[method-assign]
+
+
+@fault("crash_on_garbage")
+def _crash_on_garbage() -> None:
+    def decode(self: _server.KernelServer, channel: Any, frames: list[bytes]) -> Any:
+        event = self.protocol.receive(channel, frames)
+        if isinstance(event, _protocol.InvalidMessage):
+            if "signature" not in event.reason and "replay" not in event.reason:
+                os._exit(4)  # garbage that is not a forgery: "crash"
+            return None
+        return event
+
+    _server.KernelServer._decode = decode  # type: ignore[method-assign]
+
+
+@fault("stdin_ignores_allow")
+def _stdin_ignores_allow() -> None:
+    async def input(
+        self: _context.ExecuteContext, prompt: str = "", *, password: bool = False
+    ) -> str:
+        return await self._request_input(prompt, password)
+
+    _context.ExecuteContext.input = input  # type: ignore[method-assign]
+
+
+@fault("no_interrupt")
+def _no_interrupt() -> None:
+    _server.KernelServer.interrupt = lambda self: None  # type: ignore[method-assign]
+
+
+class FaultyKernel(ProbeKernel):
+    implementation = "faulty-probe"
+
+    def __init__(self) -> None:
+        name = os.environ.get("KSDK_FAULT", "")
+        if name:
+            FAULTS[name]()
+        super().__init__()

@@ -1,0 +1,250 @@
+"""Truth tests of the conformance suite (conformance/, package kernelsdk_conformance).
+
+* The echo kernel and the probe kernel (which has a sample for everything) pass every check
+  that applies to them; the rest are skipped as "not supported", never failed.
+* Each deliberately faulty kernel (tests/faulty_kernels.py: the probe kernel with exactly one
+  fault) fails exactly the check(s) meant to catch that fault, and passes all the others.
+
+The faulty kernels run concurrently (each suite mostly waits on its kernel).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from conftest import TESTS_DIR, JupyterEnv, _write_spec, kernel_argv
+
+kc_mod = pytest.importorskip("kernelsdk_conformance")
+from kernelsdk_conformance import Options, Profile, Result, run  # noqa: E402
+
+FAST = Options(timeout=8.0, fuzz_budget=25, shutdown_grace=4.0)
+
+
+class ProbeProfile(Profile):
+    """Samples for the probe kernel of tests/kernels_for_tests.py."""
+
+    kernel_name = "conf-probe"
+    language_name = "probe"
+    file_extension = ".probe"
+    code_hello_world = "print hello, world"
+    code_stderr = "stderr oops"
+    code_generate_error = "error"
+    code_sleep = "sleep {seconds}"
+    code_spin = "spin {seconds}"
+    code_input = "input {prompt}"
+    code_password = "password"
+    code_display_id = "display {display_id} {text}"
+    code_update_display = "update {display_id} {text}"
+    code_clear_output = "clear"
+    complete_code_samples = ["print x"]
+    comm_target = "probe"
+    busy_seconds = 1.0
+
+
+#: fault -> the checks that must fail (every other check must pass or skip as for the probe)
+FAULTS: dict[str, set[str]] = {
+    "no_signature_check": {"security"},
+    "late_output": {"ordering"},
+    "no_heartbeat": {"heartbeat"},
+    "die_on_idle_sigint": {"sigint_idle"},
+    "protocol_5_3": {"protocol_version"},
+    "reused_msg_id": {"schema"},
+    "control_blocked": {"control_during_execution"},
+    "shutdown_no_exit": {"shutdown", "restart"},
+    "no_comm_close": {"comms"},
+    "silent_counts": {"execution_count"},
+    "no_abort": {"stop_on_error"},
+    "crash_on_garbage": {"robustness"},
+    "stdin_ignores_allow": {"stdin"},
+    "no_interrupt": {"interrupt"},
+}
+
+
+def _spec(name: str, cls: str, env: dict[str, str], mode: str = "signal") -> dict[str, Any]:
+    pythonpath = os.pathsep.join(p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH")) if p)
+    return {
+        "argv": kernel_argv(cls),
+        "display_name": name,
+        "language": "probe",
+        "interrupt_mode": mode,
+        "env": {"PYTHONPATH": pythonpath, **env},
+        "kernel_protocol_version": "5.5",
+    }
+
+
+@pytest.fixture(scope="module")
+def specs(jupyter_env: JupyterEnv) -> Iterator[JupyterEnv]:
+    _write_spec(
+        jupyter_env.kernels_dir,
+        "conf-probe",
+        _spec("conf-probe", "kernels_for_tests:ProbeKernel", {}),
+    )
+    _write_spec(
+        jupyter_env.kernels_dir,
+        "conf-probe-msg",
+        _spec("conf-probe-msg", "kernels_for_tests:ProbeMessageKernel", {}, "message"),
+    )
+    for fault in FAULTS:
+        _write_spec(
+            jupyter_env.kernels_dir,
+            f"faulty-{fault}",
+            _spec(f"faulty-{fault}", "faulty_kernels:FaultyKernel", {"KSDK_FAULT": fault}),
+        )
+    yield jupyter_env
+
+
+def _statuses(results: list[Result]) -> dict[str, str]:
+    return {r.name: r.status for r in results}
+
+
+def _explain(results: list[Result]) -> str:
+    return "\n".join(f"{r.status:5} {r.name}: {r.message}" for r in results)
+
+
+def test_echo_passes_every_applicable_check(specs: JupyterEnv) -> None:
+    from kernelsdk_conformance import EchoProfile
+
+    results = run("echo", EchoProfile(), options=FAST)
+    statuses = _statuses(results)
+    assert not [r for r in results if r.status in ("fail", "error")], _explain(results)
+    # What echo cannot do is "not supported", not failed.
+    for name in ("interrupt", "stdin", "stop_on_error", "display", "control_during_execution"):
+        assert statuses[name] == "skip", _explain(results)
+    for name in ("security", "ordering", "schema", "shutdown", "restart", "robustness"):
+        assert statuses[name] == "pass", _explain(results)
+
+
+@pytest.fixture(scope="module")
+def fault_results(specs: JupyterEnv) -> dict[str, list[Result]]:
+    """The whole suite against the probe kernels and every faulty kernel, concurrently."""
+    names = ["conf-probe", "conf-probe-msg", *(f"faulty-{f}" for f in FAULTS)]
+
+    def one(name: str) -> list[Result]:
+        return run(name, ProbeProfile(), options=FAST)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return dict(zip(names, pool.map(one, names), strict=True))
+
+
+@pytest.mark.parametrize("name", ["conf-probe", "conf-probe-msg"])
+def test_probe_passes_everything_it_supports(
+    fault_results: dict[str, list[Result]], name: str
+) -> None:
+    results = fault_results[name]
+    statuses = _statuses(results)
+    assert not [r for r in results if r.status in ("fail", "error")], _explain(results)
+    skipped = {n for n, s in statuses.items() if s == "skip"}
+    allowed = {"user_expressions"} | ({"sigint_idle"} if name.endswith("-msg") else set())
+    assert skipped <= allowed, _explain(results)
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_fault_is_caught_by_its_check_only(
+    fault_results: dict[str, list[Result]], fault: str
+) -> None:
+    results = fault_results[f"faulty-{fault}"]
+    failed = {r.name for r in results if r.status in ("fail", "error")}
+    assert failed == FAULTS[fault], _explain(results)
+    for r in results:
+        if r.name in FAULTS[fault]:
+            assert r.message, "a failure must say what is wrong"
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+def test_cli_json_report_and_exit_status(
+    specs: JupyterEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from kernelsdk._cli import main
+
+    assert main(["conformance", "echo", "--check", "kernel_info", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [r["status"] for r in report["results"]] == ["pass"]
+    status = main(
+        [
+            "conformance",
+            "faulty-protocol_5_3",
+            "--check",
+            "protocol_version",
+            "--profile",
+            "test_conformance:ProbeProfile",
+            "--format",
+            "markdown",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "| `protocol_version` | FAIL |" in out
+    assert "kernel_info.protocol_version 5.3" in out
+
+
+def test_cli_unknown_check_is_a_usage_error(
+    specs: JupyterEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kernelsdk._cli import main
+
+    assert main(["conformance", "echo", "--check", "no-such-check"]) == 2
+    assert "unknown check(s): no-such-check" in capsys.readouterr().err
+
+
+def test_cli_without_the_suite_installed_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from kernelsdk._cli import main
+
+    monkeypatch.setitem(sys.modules, "kernelsdk_conformance.cli", None)
+    assert main(["conformance", "echo"]) == 2
+    assert "pip install -e conformance" in capsys.readouterr().err
+
+
+def test_run_lean_imports() -> None:
+    """`kernelsdk run` (what kernel.json launches) never imports the suite."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, kernelsdk._cli as c; c._parser(); "
+        "print(any(m.startswith('kernelsdk_conformance') or m.startswith('jupyter_client') "
+        "for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# -- the pytest helper: one test per check --------------------------------------------------
+
+from kernelsdk_conformance import EchoProfile  # noqa: E402
+from kernelsdk_conformance.pytest_plugin import conformance_tests  # noqa: E402
+
+test_echo_through_pytest_helper = pytest.mark.usefixtures("specs")(
+    conformance_tests("echo", EchoProfile(), checks=["kernel_info", "comms", "stdin"], options=FAST)
+)
+
+
+def test_a_kernel_that_cannot_start_fails_fast(specs: JupyterEnv) -> None:
+    import sys
+
+    _write_spec(
+        specs.kernels_dir,
+        "conf-dead",
+        {
+            "argv": [sys.executable, "-c", "pass", "{connection_file}"],
+            "display_name": "dead",
+            "language": "none",
+        },
+    )
+    results = run("conf-dead", Profile(), options=Options(timeout=5, startup_timeout=10))
+    assert {r.status for r in results} == {"fail", "skip"}, _explain(results)
+    assert "exited during startup" in results[0].message
+    for r in results[1:]:
+        if r.status == "fail":
+            assert "could not be started" in r.message or "exited during" in r.message
