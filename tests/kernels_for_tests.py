@@ -15,6 +15,8 @@
     password       await ctx.input("Password: ", password=True) and print the value
     display ID TXT display TXT (text/plain) with display_id ID
     update ID TXT  update the display ID to TXT
+    html TEXT      display TEXT as text/html (with a text/plain fallback)
+    png            display a small PNG image (image/png, with a text/plain fallback)
     clear          ctx.clear_output()
     touch PATH     create the file PATH (the visible side effect of the security tests)
     print TEXT     print TEXT to stdout
@@ -31,10 +33,13 @@ echoed back as {"echo": <data>}.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import struct
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import trio
@@ -59,6 +64,26 @@ def _spin(seconds: float, stop: threading.Event) -> int:
         hashlib.sha256(_BUFFER).digest()
         rounds += 1
     return rounds
+
+
+def _png(width: int = 32, height: int = 16) -> bytes:
+    """A valid RGB PNG: a plain orange rectangle."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    rows = b"".join(b"\0" + b"\xff\x80\x00" * width for _ in range(height))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+PNG_BASE64 = base64.b64encode(_png()).decode("ascii")
 
 
 def _mpi_rank() -> int:
@@ -127,6 +152,10 @@ class ProbeKernel(BaseKernel):
             elif command == "update":
                 display_id, _, text = arg.partition(" ")
                 ctx.update_display(display_id, {"text/plain": text})
+            elif command == "html":
+                ctx.display({"text/html": arg, "text/plain": "<html output>"})
+            elif command == "png":
+                ctx.display({"image/png": PNG_BASE64, "text/plain": "<png image>"})
             elif command == "clear":
                 ctx.clear_output()
             elif command == "touch":

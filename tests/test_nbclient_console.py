@@ -160,3 +160,36 @@ def test_console_interrupt(jupyter_env: JupyterEnv) -> None:
     finally:
         if child.isalive():
             child.terminate(force=True)
+
+
+# ANSI escape sequences between the characters the full prompt_toolkit interface draws.
+ANSI = r"(?:\x1b\[[0-9;?]*[A-Za-z])*"
+
+
+def test_console_tab_completion(jupyter_env: JupyterEnv) -> None:
+    """The full prompt_toolkit interface (no --simple-prompt, which has no completion): Tab
+    completes a word the echo kernel has seen, through complete_request."""
+    child = pexpect.spawn(
+        CONSOLE,
+        # Its complete_request gives up after 5 s by default: generous for a loaded machine.
+        ["--kernel", "echo", "--ZMQCompleter.timeout=60"],
+        # No cursor position requests: nobody in the pty answers them.
+        env={**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1"},
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(50, 200),
+    )
+    try:
+        child.expect(rf"In \[{ANSI}1{ANSI}\]: ")
+        child.send("zebrafish42 runs\r")
+        child.expect(rf"Out\[{ANSI}1{ANSI}\]: {ANSI}zebrafish42 runs")
+        child.expect(rf"In \[{ANSI}2{ANSI}\]: ")
+        child.send("zebraf\t")
+        child.expect("zebrafish42")  # the completion was inserted
+        child.send(" done\r")
+        child.expect(rf"Out\[{ANSI}2{ANSI}\]: {ANSI}zebrafish42 done")
+        child.expect(rf"In \[{ANSI}3{ANSI}\]: ")
+        exit_console(child)
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
