@@ -29,6 +29,8 @@ from ._kernel import IsComplete as IsComplete
 from ._kernelspec import KernelSpec as KernelSpec
 from ._message import Header as Header
 from ._message import Message as Message
+from ._native import NativeOutput as NativeOutput
+from ._native import NativeRunner as NativeRunner
 from ._packers import JSON as JSON
 from ._packers import MSGPACK as MSGPACK
 from ._packers import Packer as Packer
@@ -70,6 +72,8 @@ __all__ = [
     "KernelSpec",
     "LocalProtocolError",
     "Message",
+    "NativeOutput",
+    "NativeRunner",
     "Outgoing",
     "Packer",
     "ProtocolError",

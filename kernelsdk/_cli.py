@@ -7,7 +7,9 @@ needs, when it needs it (``run`` never imports jupyter_client).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ._exceptions import ConfigError, KernelSDKError
@@ -152,11 +154,22 @@ def _parse_env(items: list[str]) -> dict[str, str]:
     return env
 
 
+def _expand_families(names: list[str], available: Iterable[str]) -> list[str]:
+    """A name that is no kernel but the stem of versioned ones (``lua`` for ``lua51``,
+    ``lua54``...) stands for all of them. Anything else is kept, to fail with a clear error."""
+    available = sorted(available)
+    expanded: list[str] = []
+    for name in names:
+        family = [a for a in available if re.fullmatch(re.escape(name) + r"[\d.]+", a)]
+        expanded += family if name not in available and ":" not in name and family else [name]
+    return expanded
+
+
 def _cmd_install(args: argparse.Namespace) -> int:
     from ._entrypoints import available_kernels
     from ._install import MPILaunch, install
 
-    kernels: list[str] = args.kernels
+    kernels = _expand_families(args.kernels, available_kernels())
     if (args.name is not None or args.display_name is not None) and len(kernels) != 1:
         raise ConfigError(
             f"--name and --display-name need exactly one KERNEL, got {len(kernels)}"

@@ -465,3 +465,13 @@ def test_installed_echo_kernel_starts_under_jupyter_client(toy: Toy) -> None:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
         km.cleanup_resources()
+
+
+def test_a_family_stem_installs_every_version() -> None:
+    from kernelsdk._cli import _expand_families
+
+    available = ["echo", "lua51", "lua54", "lua5x", "luajit"]
+    assert _expand_families(["lua"], available) == ["lua51", "lua54"]
+    assert _expand_families(["lua54", "echo"], available) == ["lua54", "echo"]
+    assert _expand_families(["nosuch", "m:C"], available) == ["nosuch", "m:C"]
+    assert _expand_families([], available) == []

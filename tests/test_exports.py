@@ -79,5 +79,17 @@ def test_py_typed_is_shipped() -> None:
     assert (package_dir / "py.typed").is_file()
 
 
+def test_native_bridge_is_public() -> None:
+    # The bridge for C runtimes (docs/bridging-a-c-runtime.md) is part of the public API.
+    import kernelsdk.native
+    from kernelsdk._native import NativeOutput, NativeRunner
+
+    assert kernelsdk.NativeRunner is NativeRunner is kernelsdk.native.NativeRunner
+    assert kernelsdk.NativeOutput is NativeOutput is kernelsdk.native.NativeOutput
+    assert set(kernelsdk.native.__all__) == {"NativeRunner", "NativeOutput"}
+    assert {"NativeRunner", "NativeOutput"} <= set(kernelsdk.__all__)
+    assert callable(NativeRunner.run) and callable(NativeRunner.interrupt)
+
+
 def test_protocol_version() -> None:
     assert kernelsdk.PROTOCOL_VERSION == "5.5"

@@ -1,0 +1,751 @@
+-- The Lua half of the kernel: loaded once per Lua state by kernelsdk_lua._runtime.
+--
+-- Why so much of the kernel is Lua: with cffi in ABI mode there is no C of our own, and any
+-- Lua API call that can raise (allocation, metamethods, luaL_error) must not run in a Python
+-- frame, or Lua's longjmp would tear through the interpreter. So everything that can raise
+-- runs here, inside lua_pcall or the cell's coroutine, and Python only ever sees strings.
+-- Python talks to this driver by loading tiny chunks `local K = ...; return K.f("...")`;
+-- this driver talks to Python through one C function, `host(op, text, n)`, which consumes
+-- strings and returns at most an integer.
+local host, version_tag = ...
+
+local K = {}
+local unpack = table.unpack or unpack
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
+local load = load
+if setfenv then -- Lua 5.1 / LuaJIT: load only takes functions; loadstring takes strings
+  load = function(s, name) return loadstring(s, name) end
+end
+local G = _G
+local type, tostring, pairs, next, select, rawget = type, tostring, pairs, next, select, rawget
+local getmetatable, pcall, xpcall, error = getmetatable, pcall, xpcall, error
+local sformat, srep, concat, sort = string.format, string.rep, table.concat, table.sort
+local debug_traceback, debug_getinfo = debug.traceback, debug.getinfo
+local debug_sethook, debug_getlocal = debug.sethook, debug.getlocal
+
+-- ---------------------------------------------------------------------------------------
+-- JSON (results to Python, display.json)
+
+local json_escapes = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+local function json_string(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    return json_escapes[c] or sformat("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+local function is_array(t)
+  local n = 0
+  for k in next, t do
+    if type(k) ~= "number" or k < 1 or k % 1 ~= 0 then return false end
+    n = n + 1
+  end
+  for i = 1, n do if rawget(t, i) == nil then return false end end
+  return true, n
+end
+
+local json
+local function json_value(v, seen)
+  local tv = type(v)
+  if v == nil then return "null"
+  elseif tv == "boolean" then return tostring(v)
+  elseif tv == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then return "null" end
+    if math.type and math.type(v) == "integer" then return sformat("%d", v) end
+    if v % 1 == 0 and v > -2^53 and v < 2^53 then return sformat("%.0f", v) end
+    return sformat("%.17g", v)
+  elseif tv == "string" then return json_string(v)
+  elseif tv == "table" then
+    if seen[v] then error("cannot encode a table that contains itself as JSON", 0) end
+    seen[v] = true
+    local arr, n = is_array(v)
+    local parts = {}
+    if arr and n > 0 then
+      for i = 1, n do parts[i] = json_value(v[i], seen) end
+      seen[v] = nil
+      return "[" .. concat(parts, ",") .. "]"
+    end
+    for k, x in next, v do
+      parts[#parts + 1] = json_string(tostring(k)) .. ":" .. json_value(x, seen)
+    end
+    seen[v] = nil
+    return "{" .. concat(parts, ",") .. "}"
+  else
+    return json_string(tostring(v))
+  end
+end
+json = function(v) return json_value(v, {}) end
+
+-- ---------------------------------------------------------------------------------------
+-- Host calls
+
+local function host_text(op, text) return host(op, text) end
+
+-- Strings from Python arrive as integers (host never pushes anything that could allocate):
+-- `host("fetch", "", i)` returns bytes i .. i+5 packed little-endian in one integer.
+local function fetch(n)
+  local parts, i = {}, 0
+  while i < n do
+    local v = host("fetch", "", i)
+    for k = 0, 5 do
+      if i + k < n then
+        local b = v % 256
+        parts[#parts + 1] = string.char(b)
+        v = (v - b) / 256
+      end
+    end
+    i = i + 6
+  end
+  return concat(parts)
+end
+
+-- ---------------------------------------------------------------------------------------
+-- Readable values
+
+local keywords = {
+  "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if",
+  "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while",
+}
+local is_keyword = {}
+for _, k in ipairs(keywords) do is_keyword[k] = true end
+
+local function is_identifier(s)
+  return type(s) == "string" and s:match("^[%a_][%w_]*$") ~= nil and not is_keyword[s]
+end
+
+local string_escapes = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+local function quote(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    return string_escapes[c] or sformat("\\%d", c:byte())
+  end) .. '"'
+end
+
+-- While inspecting (not interruptible: it runs outside a coroutine) no user code may run, so
+-- __tostring metamethods are not called then.
+local no_user_code = false
+
+local function safe_tostring(v)
+  if no_user_code then
+    local mt = getmetatable(v)
+    if type(mt) == "table" and rawget(mt, "__tostring") ~= nil then
+      return "<" .. type(v) .. " with __tostring>"
+    end
+  end
+  local ok, s = pcall(tostring, v)
+  if ok and type(s) == "string" then return s end
+  return "<" .. type(v) .. ">"
+end
+
+local function number_repr(v)
+  if math.type and math.type(v) == "integer" then return sformat("%d", v) end
+  if v ~= v then return "nan" end
+  if v == math.huge then return "inf" elseif v == -math.huge then return "-inf" end
+  local s = sformat("%.14g", v)
+  if math.type and not s:find("[%.eEn]") then s = s .. ".0" end
+  return s
+end
+
+local function key_order(a, b)
+  local ta, tb = type(a), type(b)
+  if ta ~= tb then return ta < tb end
+  if ta == "number" or ta == "string" then return a < b end
+  return safe_tostring(a) < safe_tostring(b)
+end
+
+local MAX_ITEMS, MAX_DEPTH, WIDTH = 100, 4, 80
+local repr
+
+local function table_repr(t, depth, seen, indent)
+  local mt = getmetatable(t)
+  if type(mt) == "table" and rawget(mt, "__tostring") then return safe_tostring(t) end
+  if seen[t] then return "<cycle: " .. safe_tostring(t) .. ">" end
+  if depth > MAX_DEPTH then return "{...}" end
+  seen[t] = true
+  local items, n = {}, 0
+  while rawget(t, n + 1) ~= nil do n = n + 1 end
+  local count = 0
+  for i = 1, n do
+    count = count + 1
+    if count > MAX_ITEMS then break end
+    items[#items + 1] = repr(rawget(t, i), depth + 1, seen, indent .. "  ")
+  end
+  local keys = {}
+  for k in next, t do
+    if not (type(k) == "number" and k >= 1 and k <= n and k % 1 == 0) then keys[#keys + 1] = k end
+  end
+  sort(keys, key_order)
+  for _, k in ipairs(keys) do
+    count = count + 1
+    if count > MAX_ITEMS then break end
+    local ks = is_identifier(k) and k or ("[" .. repr(k, MAX_DEPTH, seen, indent) .. "]")
+    items[#items + 1] = ks .. " = " .. repr(rawget(t, k), depth + 1, seen, indent .. "  ")
+  end
+  if count > MAX_ITEMS then items[#items + 1] = "..." end
+  seen[t] = nil
+  if #items == 0 then return "{}" end
+  local one = "{" .. concat(items, ", ") .. "}"
+  if #one + #indent <= WIDTH and not one:find("\n") then return one end
+  local inner = indent .. "  "
+  return "{\n" .. inner .. concat(items, ",\n" .. inner) .. ",\n" .. indent .. "}"
+end
+
+repr = function(v, depth, seen, indent)
+  depth, seen, indent = depth or 1, seen or {}, indent or ""
+  local tv = type(v)
+  if tv == "string" then return quote(v)
+  elseif tv == "number" then return number_repr(v)
+  elseif tv == "table" then return table_repr(v, depth, seen, indent)
+  else return safe_tostring(v) end
+end
+K.repr = repr
+
+-- ---------------------------------------------------------------------------------------
+-- Output: print, io.write, io.stdout, io.stderr, io.read
+
+local function write_values(stream, ...)
+  local parts = {}
+  for i = 1, select("#", ...) do
+    local v = select(i, ...)
+    local tv = type(v)
+    if tv == "number" then
+      parts[i] = (math.type and math.type(v) == "integer") and sformat("%d", v) or sformat("%.14g", v)
+    elseif tv == "string" then
+      parts[i] = v
+    else
+      error(sformat("bad argument #%d to 'write' (string expected, got %s)", i, tv), 3)
+    end
+  end
+  host_text(stream, concat(parts))
+end
+
+G.print = function(...)
+  local parts = {}
+  for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+  host_text("out", concat(parts, "\t") .. "\n")
+end
+
+local function read_line(prompt)
+  local n = host("input", prompt or "")
+  if n == -1 then return nil end
+  if n == -2 then
+    error("io.read: this frontend does not accept input (allow_stdin is false)", 0)
+  end
+  if n == -3 then error(K.INTERRUPTED, 0) end
+  return fetch(n)
+end
+
+local function read(fmt)
+  fmt = fmt or "l"
+  if type(fmt) == "string" then fmt = fmt:gsub("^%*", ""):sub(1, 1) end
+  local line = read_line("")
+  if line == nil then return nil end
+  if fmt == "n" then return tonumber(line)
+  elseif fmt == "L" then return line .. "\n"
+  elseif type(fmt) == "number" then return line:sub(1, fmt)
+  else return line end
+end
+
+local function read_many(...)
+  local n = select("#", ...)
+  if n == 0 then return read("l") end
+  local out = {}
+  for i = 1, n do
+    out[i] = read((select(i, ...)))
+    if out[i] == nil then return unpack(out, 1, i) end
+  end
+  return unpack(out, 1, n)
+end
+
+local function make_file(stream, name)
+  local file = {}
+  local methods = {
+    write = function(self, ...) write_values(stream, ...) return self end,
+    flush = function(self) return self end,
+    setvbuf = function() return true end,
+    close = function() return nil, "cannot close standard file" end,
+    seek = function() return nil, "cannot seek on " .. name end,
+    read = function(_, ...) return read_many(...) end,
+    lines = function(_, fmt) return function() return read(fmt) end end,
+  }
+  return setmetatable(file, {
+    __index = methods,
+    __name = "FILE*",
+    __tostring = function() return "file (" .. name .. ")" end,
+  })
+end
+
+local stdout, stderr, stdin = make_file("out", "stdout"), make_file("err", "stderr"), make_file("out", "stdin")
+io.stdout, io.stderr, io.stdin = stdout, stderr, stdin
+io.write = function(...) write_values("out", ...) return stdout end
+io.read = read_many
+io.lines = function(filename, ...)
+  if filename ~= nil then
+    local f = assert(io.open(filename))
+    return f:lines(...)
+  end
+  local fmt = ...
+  return function() return read(fmt) end
+end
+io.output = function(f) if f ~= nil then error("io.output cannot be redirected in the kernel", 2) end return stdout end
+io.input = function(f) if f ~= nil then error("io.input cannot be redirected in the kernel", 2) end return stdin end
+os.exit = function() error("os.exit is disabled in the kernel (restart the kernel instead)", 2) end
+
+-- ---------------------------------------------------------------------------------------
+-- Coroutines: Python must know which coroutine runs, to hook it on interrupt (hooks are per
+-- coroutine). Resumed coroutines are anchored in `running` so that the pointer Python holds
+-- stays valid even if an error skips the "leave" call; cleared by K.finish.
+
+local running, depth = {}, 0
+local co_resume, co_create, co_status = coroutine.resume, coroutine.create, coroutine.status
+local function traced_resume(co, ...)
+  if type(co) ~= "thread" then return co_resume(co, ...) end
+  depth = depth + 1
+  local my_depth = depth
+  running[my_depth] = co
+  host("enter", tostring(co), my_depth)
+  local r = pack(co_resume(co, ...))
+  depth = my_depth - 1
+  host("leave", "", my_depth)
+  return unpack(r, 1, r.n)
+end
+coroutine.resume = traced_resume
+coroutine.wrap = function(f)
+  local co = co_create(f)
+  return function(...)
+    local r = pack(traced_resume(co, ...))
+    if not r[1] then
+      local err = r[2]
+      if type(err) == "string" and coroutine.close then coroutine.close(co) end
+      error(err, 0)
+    end
+    return unpack(r, 2, r.n)
+  end
+end
+local function reset_running()
+  running, depth = {}, 0
+end
+
+-- ---------------------------------------------------------------------------------------
+-- display
+
+local display = {}
+local function emit(msg) host_text("display", json(msg)) end
+
+local function blob(bytes) return { ["$blob"] = host("blob", bytes) } end
+
+local function show(bundle, opts)
+  opts = opts or {}
+  if type(bundle) ~= "table" then error("display: a mime bundle must be a table", 3) end
+  local data = {}
+  for mime, value in pairs(bundle) do
+    if type(mime) ~= "string" then error("display: mime types must be strings", 3) end
+    data[mime] = value
+  end
+  if data["text/plain"] == nil then data["text/plain"] = "<display>" end
+  local msg = { op = opts.update and "update" or "display", data = data, metadata = opts.metadata or setmetatable({}, { __json_object = true }) }
+  if opts.display_id ~= nil then msg.display_id = tostring(opts.display_id) end
+  if opts.update and msg.display_id == nil then error("display: update needs a display_id", 3) end
+  emit(msg)
+  if msg.display_id ~= nil then return msg.display_id end
+end
+
+function display.mime(bundle, opts) return show(bundle, opts) end
+function display.html(s, opts) return show({ ["text/html"] = tostring(s), ["text/plain"] = "<HTML>" }, opts) end
+function display.markdown(s, opts) return show({ ["text/markdown"] = tostring(s), ["text/plain"] = tostring(s) }, opts) end
+function display.latex(s, opts) return show({ ["text/latex"] = tostring(s), ["text/plain"] = tostring(s) }, opts) end
+function display.svg(s, opts) return show({ ["image/svg+xml"] = tostring(s), ["text/plain"] = "<SVG image>" }, opts) end
+function display.text(s, opts) return show({ ["text/plain"] = tostring(s) }, opts) end
+local function image(mime, label)
+  return function(bytes, opts)
+    if type(bytes) ~= "string" then error("display." .. label .. ": expected the image's bytes as a string", 2) end
+    opts = opts or {}
+    local meta = opts.metadata
+    if opts.width or opts.height then
+      meta = { [mime] = { width = opts.width, height = opts.height } }
+    end
+    return show({ [mime] = blob(bytes), ["text/plain"] = "<" .. label:upper() .. " image>" },
+      { display_id = opts.display_id, update = opts.update, metadata = meta })
+  end
+end
+display.png = image("image/png", "png")
+display.jpeg = image("image/jpeg", "jpeg")
+function display.json(t, opts)
+  local ok, encoded = pcall(json, t)
+  if not ok then error("display.json: " .. encoded, 2) end
+  return show({ ["application/json"] = { ["$json"] = encoded }, ["text/plain"] = repr(t) }, opts)
+end
+function display.update(display_id, bundle) return show(bundle, { display_id = display_id, update = true }) end
+function display.clear_output(wait) emit({ op = "clear", wait = wait and true or false }) end
+display.clear = display.clear_output
+setmetatable(display, {
+  __call = function(_, ...)
+    local parts = {}
+    for i = 1, select("#", ...) do parts[i] = repr((select(i, ...))) end
+    return show({ ["text/plain"] = concat(parts, ", ") })
+  end,
+})
+package.loaded.display = display
+G.display = display
+
+-- ---------------------------------------------------------------------------------------
+-- Comms
+
+local comms = {}
+local jupyter = {}
+local Comm = {}
+Comm.__index = Comm
+function Comm:send(data)
+  if self.closed then error("comm " .. self.id .. " is closed", 2) end
+  host_text("comm", json({ op = "msg", comm_id = self.id, data = data or {} }))
+end
+function Comm:close(data)
+  if self.closed then return end
+  self.closed = true
+  comms[self.id] = nil
+  host_text("comm", json({ op = "close", comm_id = self.id, data = data or {} }))
+end
+function Comm:on_msg(fn) self.msg_handler = fn end
+function Comm:on_close(fn) self.close_handler = fn end
+Comm.__tostring = function(self) return "comm " .. self.id .. " (" .. self.target .. ")" end
+
+function jupyter.comm_open(target, data)
+  if type(target) ~= "string" then error("comm_open: target must be a string", 2) end
+  local id = fetch(host("comm_open", json({ target_name = target, data = data or {} })))
+  local c = setmetatable({ id = id, target = target }, Comm)
+  comms[id] = c
+  return c
+end
+local targets = {}
+function jupyter.register_target(name, fn)
+  if type(name) ~= "string" then error("register_target: name must be a string", 2) end
+  targets[name] = fn
+  host_text("register_target", name)
+end
+package.loaded.jupyter = jupyter
+G.jupyter = jupyter
+
+-- A message from the frontend: runs as a request of its own (not inside a cell).
+local function decode_data(s)
+  -- Python sends comm data as a chunk of Lua table syntax it generated itself.
+  local f = load("return " .. s, "=comm data")
+  return f and f() or {}
+end
+function K.comm_event(kind, comm_id, target, data_src)
+  return K.start(function() return K.handle_comm_event(kind, comm_id, target, data_src) end, false)
+end
+
+function K.handle_comm_event(kind, comm_id, target, data_src)
+  local data = decode_data(data_src)
+  local c = comms[comm_id]
+  if kind == "open" then
+    local fn = targets[target]
+    if not fn then return "nohandler" end
+    c = setmetatable({ id = comm_id, target = target }, Comm)
+    comms[comm_id] = c
+    fn(c, data)
+  elseif kind == "msg" and c and c.msg_handler then
+    c.msg_handler(c, data)
+  elseif kind == "close" and c then
+    comms[comm_id] = nil
+    c.closed = true
+    if c.close_handler then c.close_handler(c, data) end
+  end
+  return "ok"
+end
+
+-- ---------------------------------------------------------------------------------------
+-- Cells
+
+K.INTERRUPTED = setmetatable({}, { __tostring = function() return "interrupted" end })
+K.sources = {}
+local DRIVER = "kernelsdk_lua"
+
+local function clean_traceback(tb)
+  -- Keep the user's frames: drop lines from this driver and the C frames that enter it.
+  local out = {}
+  for line in (tb .. "\n"):gmatch("(.-)\n") do
+    if line:find(DRIVER, 1, true) then
+      -- driver frame: skip
+    elseif line:find("%[C%]: in function 'xpcall'") or line:find("%[C%]: in %?$")
+      or line:find("%[C%]: in function <") then
+      -- the entry into the cell: skip
+    else
+      out[#out + 1] = line
+    end
+  end
+  while out[#out] == "stack traceback:" do out[#out] = nil end
+  return concat(out, "\n")
+end
+
+local function message_of(err)
+  if type(err) == "string" then return err end
+  if err == nil then return "nil" end
+  local mt = getmetatable(err)
+  if mt and (type(mt) ~= "table" or rawget(mt, "__tostring")) then return safe_tostring(err) end
+  return "(error object is a " .. type(err) .. " value: " .. repr(err) .. ")"
+end
+
+local function handler(err)
+  if err == K.INTERRUPTED then return err end
+  local msg = message_of(err)
+  local ok, tb = pcall(debug_traceback, msg, 2)
+  return { message = msg, traceback = ok and clean_traceback(tb) or msg }
+end
+
+-- The cell as a function returning its trailing expression, if it has one: first
+-- `return <cell>` (as the lua REPL does), then `<first lines> return <last lines>` where the
+-- first lines are a whole chunk on their own. A trailing `;` keeps the value from showing.
+local function compile(code, name)
+  local trimmed = code:gsub("%s+$", "")
+  local silent = trimmed:sub(-1) == ";"
+  local body = silent and trimmed:sub(1, -2) or code
+  local f = load("return " .. body, name)
+  if f then return f, not silent end
+  -- split points: line ends from the last one backwards, then semicolons of the last line
+  local splits = {}
+  for pos in body:gmatch("()\n") do table.insert(splits, 1, pos) end
+  local last_line_start = splits[1] or 0
+  for pos in body:gmatch("();") do
+    if pos > last_line_start then table.insert(splits, 1, pos) end
+  end
+  for i = 1, math.min(#splits, 20) do
+    local head, tail = body:sub(1, splits[i]), body:sub(splits[i] + 1)
+    -- a tail starting like `(x)` or `-1` may continue the head's last expression instead
+    local ambiguous = tail:match("^%s*[%(%[{%-%+%*/%%^<>=~%.&|\"']") and load(body, "=body")
+    if not tail:match("^%s*$") and not ambiguous and load(head, "=head")
+      and load("return " .. tail, "=tail") then
+      f = load(head .. " return " .. tail, name)
+      if f then return f, not silent end
+    end
+  end
+  local err
+  f, err = load(code, name)
+  return f, not silent, err -- an explicit `return` in the cell shows its values
+end
+
+-- Runs f as a coroutine (so that an interrupt can yield out of it): returns "ready" and the
+-- coroutine, which returns the outcome as JSON.
+local function start(f, show)
+  local co = coroutine.create(function()
+    local r = pack(xpcall(f, handler))
+    if not r[1] then
+      if r[2] == K.INTERRUPTED then return json({ interrupted = true }) end
+      local e = r[2]
+      if type(e) ~= "table" then -- the handler is not called for memory errors
+        local msg = tostring(e)
+        local ename = msg == "not enough memory" and "MemoryError" or "LuaError"
+        return json({ ename = ename, evalue = msg, traceback = ename .. ": " .. msg })
+      end
+      return json({ ename = "LuaError", evalue = e.message, traceback = e.traceback })
+    end
+    if r.n <= 1 or not show then return json({ ok = true }) end
+    local parts = {}
+    for i = 2, r.n do parts[#parts + 1] = repr(r[i]) end
+    G._ = r[2]
+    return json({ ok = true, value = concat(parts, ", ") })
+  end)
+  K.current = co
+  return "ready", co
+end
+
+K.start = start
+
+function K.prepare(code, name)
+  K.sources[name] = code
+  local f, has_value, err = compile(code, name)
+  if not f then return json({ ename = "SyntaxError", evalue = err }) end
+  return start(f, has_value)
+end
+
+function K.finish() K.current = nil; reset_running() end
+
+-- Installed from Python's count hook when the cell cannot yield (e.g. inside a C function
+-- such as table.sort): a Lua hook that raises, which unwinds through C frames safely.
+local function interrupt_hook()
+  local info = debug_getinfo(2, "f")
+  if info and info.func == handler then return end
+  error(K.INTERRUPTED, 0)
+end
+function K.arm_interrupt()
+  local co = coroutine.running() -- nil on 5.1's main thread
+  if co then debug_sethook(co, interrupt_hook, "", 1) else debug_sethook(interrupt_hook, "", 1) end
+end
+debug.getregistry()[0x4B53444B] = K.arm_interrupt
+
+-- ---------------------------------------------------------------------------------------
+-- is_complete, completion, inspection
+
+function K.is_complete(code)
+  if code:match("^%s*$") then return "complete" end
+  if load("return " .. code, "=cell") then return "complete" end
+  local f, err = load(code, "=cell")
+  if f then return "complete" end
+  if err:match("<eof>.?$") then return "incomplete" end
+  return "invalid"
+end
+
+local function index_chain(t)
+  -- t and the tables its metatables' __index lead to (methods of strings, objects ...)
+  local chain, seen = {}, {}
+  while t ~= nil and not seen[t] do
+    seen[t] = true
+    if type(t) == "table" then chain[#chain + 1] = t end
+    local mt = getmetatable(t)
+    if type(mt) ~= "table" then break end
+    t = rawget(mt, "__index")
+    if type(t) ~= "table" then break end
+  end
+  return chain
+end
+
+local function lookup(path)
+  -- resolve "a.b.c" from the globals without running metamethods other than __index tables
+  local v = G
+  for part in path:gmatch("[^%.:]+") do
+    local found = nil
+    for _, t in ipairs(index_chain(v)) do
+      found = rawget(t, part)
+      if found ~= nil then break end
+    end
+    if found == nil and type(v) == "table" and part:match("^%d+$") then found = rawget(v, tonumber(part)) end
+    if found == nil then return nil end
+    v = found
+  end
+  return v
+end
+
+local function names_in(v, methods_only)
+  local out, seen = {}, {}
+  for _, t in ipairs(index_chain(v)) do
+    for k, x in next, t do
+      if is_identifier(k) and not seen[k] and (not methods_only or type(x) == "function") then
+        seen[k] = true
+        out[#out + 1] = k
+      end
+    end
+  end
+  return out
+end
+
+function K.complete(code, cursor)
+  local before = code:sub(1, cursor)
+  local expr = before:match("[%a_][%w_%.:]*$") or ""
+  if expr ~= "" and before:sub(-#expr - 1, -#expr - 1):match("[%w_]") then expr = "" end
+  local base, sep, partial = expr:match("^(.*)([%.:])([%w_]*)$")
+  local candidates
+  if base then
+    if base == "" or base:find(":") then return json({ matches = {}, start = cursor, ["end"] = cursor }) end
+    local v = lookup(base)
+    if v == nil then return json({ matches = {}, start = cursor, ["end"] = cursor }) end
+    candidates = names_in(v, sep == ":")
+  else
+    partial = expr
+    candidates = names_in(G, false)
+    for _, k in ipairs(keywords) do candidates[#candidates + 1] = k end
+  end
+  local matches, seen = {}, {}
+  for _, name in ipairs(candidates) do
+    if name:sub(1, #partial) == partial and not seen[name] then
+      seen[name] = true
+      matches[#matches + 1] = name
+    end
+  end
+  sort(matches)
+  local types = {}
+  for i, name in ipairs(matches) do
+    local v = base and lookup(base .. "." .. name) or lookup(name)
+    types[i] = is_keyword[name] and "keyword" or type(v)
+  end
+  return json({ matches = matches, types = types, start = cursor - #partial, ["end"] = cursor })
+end
+
+local docs = {
+  print = "print(...): writes its arguments, converted with tostring, to stdout, separated by tabs",
+  type = "type(v): the type of v as a string",
+  tostring = "tostring(v): v converted to a string (honours __tostring)",
+  tonumber = "tonumber(e [, base]): e converted to a number, or fail",
+  pairs = "pairs(t): iterator over all key-value pairs of t",
+  ipairs = "ipairs(t): iterator over t[1], t[2], ... up to the first nil",
+  pcall = "pcall(f, ...): calls f in protected mode; returns true and f's results, or false and the error",
+  error = "error(message [, level]): raises an error",
+  require = "require(modname): loads and returns a module",
+  setmetatable = "setmetatable(t, mt): sets the metatable of t; returns t",
+  ["string.format"] = "string.format(fmt, ...): a formatted string, like C's sprintf",
+  ["string.rep"] = "string.rep(s, n [, sep]): n copies of s, separated by sep",
+  ["string.sub"] = "string.sub(s, i [, j]): the substring of s from i to j",
+  ["string.find"] = "string.find(s, pattern [, init [, plain]]): start and end of the first match",
+  ["string.gsub"] = "string.gsub(s, pattern, repl [, n]): s with matches replaced; and the count",
+  ["string.upper"] = "string.upper(s): s in upper case",
+  ["table.insert"] = "table.insert(t, [pos,] v): inserts v at pos (default: the end)",
+  ["table.concat"] = "table.concat(t [, sep [, i [, j]]]): the strings t[i..j] joined by sep",
+  ["table.sort"] = "table.sort(t [, comp]): sorts t in place",
+  ["math.floor"] = "math.floor(x): the largest integer <= x",
+  ["io.read"] = "io.read(...): reads from the frontend (input_request)",
+  ["io.write"] = "io.write(...): writes strings and numbers to stdout",
+  display = "display(v) / display.html, markdown, latex, svg, png, jpeg, json, mime, update, clear_output: rich output",
+}
+
+local function signature(f, name)
+  local info = debug_getinfo(f, "Su")
+  if not info then return name .. "(...)" end
+  local params = {}
+  if info.nparams then
+    for i = 1, info.nparams do params[i] = debug_getlocal(f, i) or ("arg" .. i) end
+    if info.isvararg then params[#params + 1] = "..." end
+  else
+    params[1] = "..."
+  end
+  return name .. "(" .. concat(params, ", ") .. ")", info
+end
+
+local inspect
+
+function K.inspect(code, cursor, detail)
+  no_user_code = true
+  local ok, result = pcall(inspect, code, cursor, detail)
+  no_user_code = false
+  if not ok then error(result, 0) end
+  return result
+end
+
+inspect = function(code, cursor, detail)
+  local s = cursor
+  while s > 0 and code:sub(s, s):match("[%w_%.:]") do s = s - 1 end
+  local e = cursor
+  while e < #code and code:sub(e + 1, e + 1):match("[%w_]") do e = e + 1 end
+  local word = code:sub(s + 1, e):gsub("[%.:]+$", "")
+  if word == "" or not word:match("^[%a_]") then return "null" end
+  local v = lookup(word)
+  if v == nil then return "null" end
+  local lines = { word .. ": " .. type(v) }
+  local doc = docs[word] or docs[(word:gsub(":", "."))]
+  if type(v) == "function" then
+    local sig, info = signature(v, word)
+    if info and (info.what == "C" or (info.source or ""):find(DRIVER, 1, true)) then
+      lines[#lines + 1] = doc or (sig .. "  [built-in]")
+    else
+      lines[#lines + 1] = "function " .. sig
+      if info then
+        local src = info.source or "?"
+        lines[#lines + 1] = sformat("defined at %s:%s", src:gsub("^[=@]", ""), tostring(info.linedefined))
+        local text = K.sources[src]
+        if text and (detail or 0) > 0 then
+          local n, body = 0, {}
+          for line in (text .. "\n"):gmatch("(.-)\n") do
+            n = n + 1
+            if n >= info.linedefined and n <= info.lastlinedefined then body[#body + 1] = line end
+          end
+          lines[#lines + 1] = ""
+          lines[#lines + 1] = concat(body, "\n")
+        end
+      end
+    end
+  else
+    if doc then lines[#lines + 1] = doc end
+    local preview = repr(v)
+    if #preview > 2000 then preview = preview:sub(1, 2000) .. " ..." end
+    lines[#lines + 1] = preview
+  end
+  return json({ text = concat(lines, "\n") })
+end
+
+return K
