@@ -33,6 +33,7 @@ from __future__ import annotations
 import enum
 import functools
 import logging
+import math
 import os
 import signal
 import sys
@@ -157,6 +158,32 @@ class _Execution:
         self.errors: dict[int, dict[str, Any]] = {}
         self.pending = set(range(1, size))
         self.held: list[tuple[int, str, dict[str, Any], dict[str, Any] | None, list[bytes]]] = []
+        # The k-th input() of every rank gets the answer to one prompt: the first rank to ask
+        # for its k-th value prompts the user, the others wait for that answer.
+        self._inputs_asked: dict[int, int] = {}
+        self._answers: dict[int, tuple[trio.Event, list[str | BaseException]]] = {}
+        self._prompting = trio.Lock()  # one input_request at a time, in the order asked
+
+    async def input(self, rank: int, prompt: str, password: bool) -> str:
+        k = self._inputs_asked.get(rank, 0)
+        self._inputs_asked[rank] = k + 1
+        if k in self._answers:
+            done, box = self._answers[k]
+            await done.wait()
+        else:
+            done, box = self._answers[k] = (trio.Event(), [])
+            try:
+                async with self._prompting:
+                    box.append(await self.ctx._request_input(prompt, password))
+            except BaseException as exc:
+                box.append(exc)
+                raise
+            finally:
+                done.set()
+        answer = box[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
 
     def publish(
         self,
@@ -269,6 +296,7 @@ class RootKernel(BaseKernel):
                 "execution_count": ctx.execution_count,
                 "silent": ctx.silent,
                 "store_history": ctx.store_history,
+                "allow_stdin": ctx.allow_stdin,
             }
         )
         run = _Execution(ctx, self._size, self._output)
@@ -279,12 +307,12 @@ class RootKernel(BaseKernel):
             store_history=ctx.store_history,
             allow_stdin=ctx.allow_stdin,
             publish=lambda t, c, m, b: run.publish(0, t, c, m, b),
-            request_input=ctx._request_input,
+            request_input=lambda prompt, password: run.input(0, prompt, password),
         )
         result: MimeBundle | str | None = None
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._collect, seq, run)
+                nursery.start_soon(self._collect, seq, run, nursery)
                 try:
                     result = await self.inner.do_execute(code, local)
                 except Exception as exc:
@@ -293,7 +321,7 @@ class RootKernel(BaseKernel):
             # Interrupted: do_interrupt has told the other ranks; wait (shielded, bounded)
             # until they have stopped, so the next cell starts on every rank together.
             with trio.CancelScope(shield=True), trio.move_on_after(_INTERRUPT_GRACE):
-                await self._collect(seq, run)
+                await self._collect(seq, run, None)
             if run.pending:
                 log.error("ranks %s did not stop after an interrupt", sorted(run.pending))
             raise
@@ -304,8 +332,9 @@ class RootKernel(BaseKernel):
             raise error
         return result
 
-    async def _collect(self, seq: int, run: _Execution) -> None:
-        """Relay the other ranks' output until each has reported the end of execution seq."""
+    async def _collect(self, seq: int, run: _Execution, nursery: trio.Nursery | None) -> None:
+        """Relay the other ranks' output and input requests until each has reported the end
+        of execution seq (after an interrupt, without a nursery: input is refused then)."""
         while run.pending:
             report = await _poll(self._comm, _any_source(), _TAG_REPORT)
             kind, report_seq, rank = report[0], report[1], report[2]
@@ -313,10 +342,30 @@ class RootKernel(BaseKernel):
                 continue  # a straggler from an execution that was already given up on
             if kind == "output":
                 run.publish(rank, *report[3:])
+            elif kind == "input":
+                if nursery is None:
+                    self._answer_input(rank, seq, KeyboardInterrupt())
+                else:
+                    nursery.start_soon(self._relay_input, run, seq, rank, *report[3:])
             elif kind == "done":
                 run.pending.discard(rank)
                 if report[3] is not None:
                     run.errors[rank] = report[3]
+
+    async def _relay_input(
+        self, run: _Execution, seq: int, rank: int, prompt: str, password: bool
+    ) -> None:
+        try:
+            answer: str | BaseException = await run.input(rank, prompt, password)
+        except Exception as exc:
+            answer = exc
+        self._answer_input(rank, seq, answer)
+
+    def _answer_input(self, rank: int, seq: int, answer: str | BaseException) -> None:
+        value = answer if isinstance(answer, str) else None
+        error = None if isinstance(answer, str) else f"{type(answer).__name__}: {answer}"
+        command = {"op": "input_reply", "seq": seq, "value": value, "error": error}
+        self._sends.append(self._comm.isend(command, dest=rank, tag=_TAG_COMMAND))
 
     def do_interrupt(self) -> None:
         self._send_all({"op": "interrupt", "seq": self._seq})
@@ -350,58 +399,91 @@ def _any_source() -> int:
 
 async def serve_worker(kernel: BaseKernel, comm: MPI.Intracomm) -> None:
     """Serve rank 0's commands on a rank other than 0 until it says shut down."""
-    rank: int = comm.Get_rank()
-    sends: list[Any] = []
+    await _Worker(kernel, comm).serve()
 
-    def report(*item: Any) -> None:
-        nonlocal sends
-        sends = [r for r in sends if not r.Test()]
-        sends.append(comm.isend(item, dest=0, tag=_TAG_REPORT))
 
-    waiting: list[dict[str, Any]] = []  # commands that arrived while a cell ran
-    while True:
-        command = waiting.pop(0) if waiting else await _poll(comm, 0, _TAG_COMMAND)
-        op = command["op"]
-        if op == "shutdown":
-            await kernel.do_shutdown(bool(command.get("restart", False)))
-            break
-        if op != "execute":
-            continue  # an interrupt that arrived after its cell had ended
+class _Worker:
+    """A rank other than 0: runs each cell rank 0 sends, reporting output and the end."""
+
+    def __init__(self, kernel: BaseKernel, comm: MPI.Intracomm) -> None:
+        self.kernel = kernel
+        self.comm = comm
+        self.rank: int = comm.Get_rank()
+        self._sends: list[Any] = []
+        self._waiting: list[dict[str, Any]] = []  # commands that arrived while a cell ran
+
+    def report(self, *item: Any) -> None:
+        self._sends = [r for r in self._sends if not r.Test()]
+        self._sends.append(self.comm.isend(item, dest=0, tag=_TAG_REPORT))
+
+    async def serve(self) -> None:
+        while True:
+            if self._waiting:
+                command = self._waiting.pop(0)
+            else:
+                command = await _poll(self.comm, 0, _TAG_COMMAND)
+            if command["op"] == "shutdown":
+                await self.kernel.do_shutdown(bool(command.get("restart", False)))
+                break
+            if command["op"] == "execute":
+                await self._execute(command)
+            # Anything else is an interrupt or input reply that came after its cell ended.
+        # Let the last reports leave before MPI is finalized at exit.
+        while not all(r.Test() for r in self._sends):
+            await trio.sleep(0.001)
+
+    async def _execute(self, command: dict[str, Any]) -> None:
         seq = command["seq"]
+        input_send, input_recv = trio.open_memory_channel[dict[str, Any]](math.inf)
+
+        async def ask_rank0(prompt: str, password: bool) -> str:
+            # Only rank 0 talks to the frontend: it prompts once for all ranks.
+            self.report("input", seq, self.rank, prompt, password)
+            reply = await input_recv.receive()
+            if reply["error"] is not None:
+                if reply["error"].startswith("EOFError"):
+                    raise EOFError("end of input")
+                raise ExecutionError("InputError", reply["error"], [])
+            return str(reply["value"])
+
         ctx = ExecuteContext(
             request=_worker_request(command),
             execution_count=command["execution_count"],
             silent=command["silent"],
             store_history=command["store_history"],
-            allow_stdin=False,  # only rank 0 talks to the frontend
-            publish=functools.partial(_report_output, report, seq, rank),
-            request_input=_no_input,
+            allow_stdin=command.get("allow_stdin", False),
+            publish=functools.partial(_report_output, self.report, seq, self.rank),
+            request_input=ask_rank0,
         )
         error: dict[str, Any] | None = None
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
-
-                async def listen(scope: trio.CancelScope = scope) -> None:
-                    while True:
-                        cmd = await _poll(comm, 0, _TAG_COMMAND)
-                        if cmd["op"] in ("interrupt", "shutdown"):
-                            scope.cancel()
-                            kernel.do_interrupt()
-                        if cmd["op"] != "interrupt":
-                            waiting.append(cmd)
-
-                nursery.start_soon(listen)
+                nursery.start_soon(self._listen, seq, scope, input_send)
                 try:
-                    await kernel.do_execute(command["code"], ctx)
+                    await self.kernel.do_execute(command["code"], ctx)
                 except Exception as exc:
                     error = _error_content(exc)
                 nursery.cancel_scope.cancel()
         if scope.cancelled_caught:
             error = dict(_INTERRUPTED)
-        report("done", seq, rank, error)
-    # Let the last reports leave before MPI is finalized at exit.
-    while not all(r.Test() for r in sends):
-        await trio.sleep(0.001)
+        self.report("done", seq, self.rank, error)
+
+    async def _listen(
+        self, seq: int, cell: trio.CancelScope, inputs: trio.MemorySendChannel[dict[str, Any]]
+    ) -> None:
+        """While a cell runs: act on interrupts, pass input replies, keep other commands."""
+        while True:
+            command = await _poll(self.comm, 0, _TAG_COMMAND)
+            op = command["op"]
+            if op == "input_reply":
+                if command["seq"] == seq:
+                    inputs.send_nowait(command)
+                continue
+            if op in ("interrupt", "shutdown"):
+                cell.cancel()
+                self.kernel.do_interrupt()
+            if op != "interrupt":
+                self._waiting.append(command)
 
 
 def _report_output(
@@ -419,10 +501,6 @@ def _report_output(
 def _worker_request(command: dict[str, Any]) -> Message:
     """A stand-in for the execute_request, which only rank 0 has."""
     return Message(Header(f"rank-execute-{command['seq']}", "execute_request", ""), {})
-
-
-async def _no_input(prompt: str, password: bool) -> str:
-    raise ExecutionError("StdinNotAllowedError", "only rank 0 can read input", [])
 
 
 def run_mpi_kernel(

@@ -69,7 +69,7 @@ def run(kc: BlockingKernelClient, code: str) -> tuple[dict[str, Any], list[dict[
         if msg["msg_type"] not in ("status", "execute_input"):
             outputs.append(msg)
 
-    reply = kc.execute_interactive(code, timeout=TIMEOUT, output_hook=keep)
+    reply = kc.execute_interactive(code, timeout=TIMEOUT, output_hook=keep, allow_stdin=False)
     return reply, outputs
 
 
@@ -223,6 +223,36 @@ def test_interrupt_three_times(mpi_env: JupyterEnv, command: str) -> None:
         stop_kernel_pair(km, kc)
 
 
+def test_input_is_asked_once_for_every_rank(mpi_env: JupyterEnv) -> None:
+    km, kc = start_kernel_pair(mpi_env, "probe-mpi2")
+    try:
+        for answer in ("first", "second"):
+            msg_id = kc.execute("input Name? ", allow_stdin=True)
+            request = kc.get_stdin_msg(timeout=TIMEOUT)
+            assert request["content"]["prompt"] == "Name? "
+            kc.input(answer)
+            reply = kc.get_shell_msg(timeout=TIMEOUT)
+            while reply["parent_header"]["msg_id"] != msg_id:
+                reply = kc.get_shell_msg(timeout=TIMEOUT)
+            assert reply["content"]["status"] == "ok"
+            assert not kc.stdin_channel.msg_ready()  # one prompt for both ranks
+            printed: list[str] = []
+            while True:
+                msg = kc.get_iopub_msg(timeout=TIMEOUT)
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                if msg["msg_type"] == "stream":
+                    printed += msg["content"]["text"].splitlines()
+                if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                    break
+            assert sorted(printed) == [f"[rank 0] {answer}", f"[rank 1] {answer}"]
+        reply, _ = run(kc, "input refused")  # allow_stdin=False: every rank refuses
+        assert reply["content"]["status"] == "error"
+        assert reply["content"]["ename"] == "StdinNotAllowedError"
+    finally:
+        stop_kernel_pair(km, kc)
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -289,6 +319,33 @@ def _environ(pid: int) -> list[bytes]:
         return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
         return []
+
+
+@pytest.mark.parametrize(
+    ("kernel", "profile"),
+    [("echo-mpi2", "echo"), ("probe-mpi2", f"{TESTS_DIR}/test_conformance.py:ProbeProfile")],
+)
+def test_conformance_suite_passes_on_mpi_variants(
+    mpi_env: JupyterEnv, kernel: str, profile: str
+) -> None:
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "kernelsdk", "conformance", kernel),
+            *("--profile", profile, "--format", "json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(TESTS_DIR)},
+    )
+    report = json.loads(proc.stdout)
+    failed = [r for r in report["results"] if r["status"] == "fail"]
+    assert not failed, failed
+    assert proc.returncode == 0
+    passed = {r["name"] for r in report["results"] if r["status"] == "pass"}
+    assert {"security", "ordering", "shutdown", "restart", "schema"} <= passed
+    if kernel == "probe-mpi2":
+        assert {"interrupt", "stdin", "stop_on_error", "display"} <= passed
 
 
 # -- rank 0's bookkeeping, in memory -------------------------------------------------------------
