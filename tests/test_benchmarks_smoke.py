@@ -1,0 +1,115 @@
+"""Smoke test of the benchmark harness (benchmarks/run.py) in its tiny mode.
+
+Runs against kernelsdk's own kernels only (echo, and the benchmark-only ksdk-bench), so it needs
+neither ipykernel nor xeus-python: the anchors are simply absent. It checks the structure and
+sanity of the results, never a timing threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / "benchmarks" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("bench")
+    prefix = tmp / "prefix"
+    subprocess.run(
+        [sys.executable, "-m", "kernelsdk", "install", "echo", "--prefix", str(prefix)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    env = dict(os.environ)
+    env["JUPYTER_PATH"] = str(prefix / "share" / "jupyter")
+    env.pop("JUPYTER_PREFER_ENV_PATH", None)
+    out = tmp / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(RUN),
+            "--tiny",
+            "--kernels",
+            "echo,ksdk-bench",
+            "--out",
+            str(out),
+            "--name",
+            "smoke",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "smoke.md").read_text(encoding="utf-8").startswith("## Benchmark run")
+    data: dict[str, Any] = json.loads((out / "smoke.json").read_text(encoding="utf-8"))
+    return data
+
+
+def test_run_metadata(results: dict[str, Any]) -> None:
+    assert results["schema"] == 1
+    assert results["mode"] == "tiny"
+    assert results["machine"]["nproc"] >= 1
+    assert results["versions"]["kernelsdk"]
+    assert set(results["kernels"]) == {"echo", "ksdk-bench"}
+    assert results["kernels"]["echo"]["implementation"] == "echo"
+    assert results["kernels"]["echo"]["spec"].endswith("kernel.json")
+    assert results["anchors"] == [] and results["ratios"] == {}
+    assert results["verified_messages"] > 0
+
+
+def test_floor(results: dict[str, Any]) -> None:
+    floor = results["floor"]
+    for kind in ("raw", "signed"):
+        assert floor[kind]["n"] > 0
+        assert 0 < floor[kind]["p50"] <= floor[kind]["p99"] <= floor[kind]["max"]
+    assert floor["pipelined_per_s"] > 0
+    assert floor["client_decode_mib_per_s"] > 0
+
+
+@pytest.mark.parametrize("kernel", ["echo", "ksdk-bench"])
+def test_kernel_metrics(results: dict[str, Any], kernel: str) -> None:
+    m = results["metrics"][kernel]
+    startup = m["startup"]
+    assert startup["n"] == len(startup["samples_ms"]) >= 1
+    assert 0 < startup["min_ms"] <= startup["median_ms"] <= startup["max_ms"]
+    for key in ("reply", "idle", "first_output"):
+        s = m["execute"][key]
+        assert s["n"] >= 1
+        assert 0 < s["min"] <= s["p50"] <= s["p90"] <= s["p99"] <= s["max"]
+    p = m["pipelined"]
+    assert p["in_order"] and p["all_ok"] and p["per_s"] > 0 and p["n"] >= 1
+    io = m["iopub"]
+    assert io["complete"] and io["mib_per_s"] > 0 and io["ttfb_ms"] > 0
+    assert all(r["bytes"] == r["expected_bytes"] > 0 for r in io["runs"])
+    idle = m["control"]["idle"]
+    assert idle["control_n"] >= 1 and idle["control_p50"] > 0 and idle["hb_p50"] > 0
+    assert idle["hb_missed"] == 0
+    rss = m["rss"]
+    assert 0 < rss["start_mib"] <= rss["peak_mib"]
+
+
+def test_busy_control_only_where_the_kernel_can_be_busy(results: dict[str, Any]) -> None:
+    assert set(results["metrics"]["echo"]["control"]) == {"idle"}
+    bench = results["metrics"]["ksdk-bench"]["control"]
+    assert {"idle", "sleep", "spin", "spin-inline"} <= set(bench)
+    for mode in ("sleep", "spin"):
+        assert bench[mode]["control_n"] >= 1
+        assert bench[mode]["control_p50"] > 0
+
+
+def test_targets_without_anchors_are_unknown(results: dict[str, Any]) -> None:
+    rows = {(t["kernel"], t["metric"], t.get("anchor")): t for t in results["targets"]}
+    assert rows[("echo", "execute.reply.p50", "xpython-raw")]["met"] is None
+    assert all(t["met"] in (True, False, None) for t in results["targets"])
