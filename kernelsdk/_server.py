@@ -163,22 +163,36 @@ class KernelServer:
         return f"{self.protocol.session_id}-comm-{self._comm_ids}"
 
     async def _iopub_writer(self) -> None:
+        # One checkpoint per batch, not per message: a cell's outputs, reply and idle usually
+        # leave together, and the sockets take them without waiting (no high-water mark).
         async for item in self._iopub_recv:
-            if isinstance(item, trio.Event):
-                item.set()
-                continue
-            if isinstance(item, Outgoing):
-                out = item
-            else:
-                msg_type, content, parent, metadata, buffers = item
+            while True:
+                out = self._iopub_outgoing(item)
+                if out is not None:
+                    try:
+                        self.transport.send_nowait(out.channel, out.frames)
+                    except trio.WouldBlock:
+                        await self.transport.send(out.channel, out.frames)
                 try:
-                    out = self.protocol.publish(
-                        msg_type, content, parent, metadata=metadata, buffers=buffers
-                    )
-                except Exception:  # content the packer cannot encode: lose it, not the kernel
-                    log.exception("dropped an unsendable %s message", msg_type)
-                    continue
-            await self.transport.send(out.channel, out.frames)
+                    item = self._iopub_recv.receive_nowait()
+                except trio.WouldBlock:
+                    break
+
+    def _iopub_outgoing(self, item: _IOPubItem) -> Outgoing | None:
+        """The frames to send for a queued item (None for a flush marker, now set)."""
+        if isinstance(item, trio.Event):
+            item.set()
+            return None
+        if isinstance(item, Outgoing):
+            return item
+        msg_type, content, parent, metadata, buffers = item
+        try:
+            return self.protocol.publish(
+                msg_type, content, parent, metadata=metadata, buffers=buffers
+            )
+        except Exception:  # content the packer cannot encode: lose it, not the kernel
+            log.exception("dropped an unsendable %s message", msg_type)
+            return None
 
     async def _flush_iopub(self) -> None:
         """Wait until everything published so far has been sent."""
@@ -214,10 +228,17 @@ class KernelServer:
         return event
 
     async def _shell_reader(self) -> None:
+        # One message per checkpoint: with a long pipeline queued, the worker starts on the
+        # first request at once instead of after everything has been read and decoded. The
+        # reader never holds a message across a checkpoint (wait_readable, then take it), so
+        # _take_shell, run by a failed execution, sees every message that has arrived.
         while True:
-            frames = await self.transport.receive(Channel.SHELL)
+            await self.transport.wait_readable(Channel.SHELL)
+            try:
+                frames = self.transport.receive_nowait(Channel.SHELL)
+            except trio.WouldBlock:
+                continue  # _take_shell took it
             self._route_shell(frames)
-            self._take_shell()
 
     def _take_shell(self) -> None:
         """Read and queue every shell message that has already arrived, without waiting."""

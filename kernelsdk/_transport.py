@@ -21,7 +21,16 @@ class Transport(Protocol):
 
     async def send(self, channel: Channel, frames: Sequence[bytes]) -> None: ...
 
+    def send_nowait(self, channel: Channel, frames: Sequence[bytes]) -> None:
+        """Send at once if possible; raises ``trio.WouldBlock`` (nothing sent) otherwise."""
+        ...
+
     async def receive(self, channel: Channel) -> list[bytes]: ...
+
+    async def wait_readable(self, channel: Channel) -> None:
+        """Wait until :meth:`receive_nowait` has a message (it may be taken by another task
+        first). A message waited for stays in the transport, visible to every task."""
+        ...
 
     def receive_nowait(self, channel: Channel) -> list[bytes]:
         """A message that has already arrived; raises ``trio.WouldBlock`` if there is none."""

@@ -110,6 +110,23 @@ class TrioSocket:
             self._wake_ready()
         await trio.lowlevel.cancel_shielded_checkpoint()
 
+    def send_multipart_nowait(self, frames: Sequence[bytes]) -> None:
+        """Send one multipart message if the socket can take it now.
+
+        Raises:
+            trio.WouldBlock: the socket cannot take it without waiting (nothing was sent).
+        """
+        try:
+            self._sock.send_multipart(frames, _NOBLOCK)
+        except zmq.Again:
+            if self._readers or self._writers:
+                self._wake_ready()
+            raise trio.WouldBlock from None
+        except zmq.ZMQError as exc:
+            raise self._error(exc) from exc
+        if self._readers or self._writers:
+            self._wake_ready()
+
     async def recv_multipart(self) -> list[bytes]:
         """Receive one multipart message, waiting until one is available."""
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -145,6 +162,26 @@ class TrioSocket:
         if self._readers or self._writers:
             self._wake_ready()
         return frames
+
+    async def wait_readable(self) -> None:
+        """Wait until a message can be received, without receiving it.
+
+        A message waiting here belongs to nobody yet: whichever task calls
+        :meth:`recv_multipart_nowait` first takes it. (A task inside :meth:`recv_multipart`
+        holds its message across the final checkpoint, where others cannot see it.)
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        spins = 0
+        while True:
+            try:
+                events = cast(int, self._sock.getsockopt(_EVENTS))
+            except zmq.ZMQError as exc:
+                raise self._error(exc) from exc
+            self._wake(events)  # reading EVENTS may have eaten another waiter's edge
+            if events & _POLLIN:
+                break
+            spins = await self._wait(_POLLIN, spins)
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     def close(self, linger: int | None = None) -> None:
         """Close the socket; tasks waiting on it get trio.ClosedResourceError."""

@@ -105,8 +105,14 @@ class ZmqTransport:
     async def send(self, channel: Channel, frames: Sequence[bytes]) -> None:
         await self._sockets[channel].send_multipart(frames)
 
+    def send_nowait(self, channel: Channel, frames: Sequence[bytes]) -> None:
+        self._sockets[channel].send_multipart_nowait(frames)
+
     async def receive(self, channel: Channel) -> list[bytes]:
         return await self._sockets[channel].recv_multipart()
+
+    async def wait_readable(self, channel: Channel) -> None:
+        await self._sockets[channel].wait_readable()
 
     def receive_nowait(self, channel: Channel) -> list[bytes]:
         return self._sockets[channel].recv_multipart_nowait()

@@ -14,6 +14,7 @@ server as the ZeroMQ runtime; only the sockets are replaced.
 
 from __future__ import annotations
 
+import collections
 import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -39,7 +40,11 @@ class MemoryTransport:
     """A :class:`~kernelsdk.Transport` over in-memory queues, one pair per channel."""
 
     def __init__(self) -> None:
-        self._to_kernel = {ch: trio.open_memory_channel[list[bytes]](math.inf) for ch in Channel}
+        # Towards the kernel, a queue that a waiting task never takes a message out of before
+        # it asks for it (a memory channel hands a value to a parked receiver at once), so
+        # receive_nowait sees every message that has arrived, as on a zmq socket.
+        self._to_kernel = {ch: collections.deque[list[bytes]]() for ch in Channel}
+        self._arrived = {ch: trio.lowlevel.ParkingLot() for ch in Channel}
         self._to_client = {ch: trio.open_memory_channel[list[bytes]](math.inf) for ch in Channel}
 
     @property
@@ -50,18 +55,35 @@ class MemoryTransport:
 
     # The kernel's side.
     async def send(self, channel: Channel, frames: Sequence[bytes]) -> None:
+        self.send_nowait(channel, frames)
+
+    def send_nowait(self, channel: Channel, frames: Sequence[bytes]) -> None:
         self._to_client[channel][0].send_nowait(list(frames))
 
     async def receive(self, channel: Channel) -> list[bytes]:
-        return await self._to_kernel[channel][1].receive()
+        while True:
+            await self.wait_readable(channel)
+            try:
+                return self.receive_nowait(channel)
+            except trio.WouldBlock:
+                continue  # another task took it first
+
+    async def wait_readable(self, channel: Channel) -> None:
+        await trio.lowlevel.checkpoint()
+        while not self._to_kernel[channel]:
+            await self._arrived[channel].park()
 
     def receive_nowait(self, channel: Channel) -> list[bytes]:
-        return self._to_kernel[channel][1].receive_nowait()
+        try:
+            return self._to_kernel[channel].popleft()
+        except IndexError:
+            raise trio.WouldBlock from None
 
     # The client's side.
     def client_send(self, channel: Channel, frames: Sequence[bytes]) -> None:
         """Deliver raw frames to the kernel (they may be garbage, on purpose)."""
-        self._to_kernel[channel][0].send_nowait(list(frames))
+        self._to_kernel[channel].append(list(frames))
+        self._arrived[channel].unpark_all()
 
     async def client_receive(self, channel: Channel) -> list[bytes]:
         return await self._to_client[channel][1].receive()

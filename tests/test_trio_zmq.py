@@ -286,6 +286,33 @@ def test_cancelled_before_start_consumes_nothing(ctx: zmq.Context[Any], short_tm
 
 
 @pytest.mark.parametrize("transport", ["inproc", "tcp"])
+def test_wait_readable_then_nowait_operations(
+    ctx: zmq.Context[Any], short_tmp: Path, transport: str
+) -> None:
+    """wait_readable wakes for a message without taking it; the nowait calls never wait."""
+    pull_sock, push_sock = _pair(ctx, zmq.PULL, zmq.PUSH, transport, short_tmp)
+
+    async def main() -> None:
+        push, pull = TrioSocket(push_sock), TrioSocket(pull_sock)
+        with pytest.raises(trio.WouldBlock):
+            pull.recv_multipart_nowait()
+        with trio.fail_after(DEADLINE):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(pull.wait_readable)
+                await trio.testing.wait_all_tasks_blocked()
+                push.send_multipart_nowait([b"one"])
+                push.send_multipart_nowait([b"two"])
+            await pull.wait_readable()  # still readable: waiting took nothing
+            assert pull.recv_multipart_nowait() == [b"one"]
+            await pull.wait_readable()
+            assert pull.recv_multipart_nowait() == [b"two"]
+        with pytest.raises(trio.WouldBlock):
+            pull.recv_multipart_nowait()
+
+    trio.run(main)
+
+
+@pytest.mark.parametrize("transport", ["inproc", "tcp"])
 def test_cancelled_recv_leaves_socket_usable(
     ctx: zmq.Context[Any], short_tmp: Path, transport: str
 ) -> None:
