@@ -51,7 +51,7 @@ from ._message import Header, Message
 if TYPE_CHECKING:
     from mpi4py import MPI
 
-__all__ = ["OutputMode", "RootKernel", "run_mpi_kernel", "serve_worker"]
+__all__ = ["OutputMode", "RootKernel", "run_mpi_kernel", "serve_worker", "world"]
 
 log = logging.getLogger("kernelsdk.mpi")
 
@@ -62,6 +62,19 @@ _INTERRUPT_GRACE: Final = 10.0
 #: Polling: only yield for this long after the last message, then sleep at most this long.
 _SPIN: Final = 0.01
 _MAX_POLL_SLEEP: Final = 0.005
+
+_world: MPI.Intracomm | None = None  # set by run_mpi_kernel
+
+
+def world() -> MPI.Intracomm | None:
+    """The job's ``MPI.COMM_WORLD`` when this process runs a kernel with ``--mpi``, else None.
+
+    Set on every rank before the kernel is created, so a kernel's ``__init__`` can learn its
+    rank and the number of ranks. A kernel that makes MPI calls of its own should make them on
+    a duplicate created in ``__init__`` (``world().Dup()``: every rank creates its kernel once,
+    at startup), so they can never match the messages kernelsdk sends on ``COMM_WORLD``.
+    """
+    return _world
 
 
 class OutputMode(enum.StrEnum):
@@ -78,7 +91,7 @@ class OutputMode(enum.StrEnum):
     GROUPED = "grouped"
 
 
-def _world() -> MPI.Intracomm:
+def _comm_world() -> MPI.Intracomm:
     try:
         from mpi4py import MPI
     except ImportError as exc:
@@ -512,7 +525,8 @@ def run_mpi_kernel(
     output: OutputMode = OutputMode.ALL,
 ) -> None:
     """Run on every rank: rank 0 serves the kernel, the others serve rank 0."""
-    comm = _world()
+    global _world
+    comm = _world = _comm_world()
     if comm.Get_rank() == 0:
         from ._runtime import run_kernel
 

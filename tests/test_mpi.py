@@ -348,6 +348,162 @@ def test_conformance_suite_passes_on_mpi_variants(
         assert {"interrupt", "stdin", "stop_on_error", "display"} <= passed
 
 
+# -- the Lua kernel's `mpi` table -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lua_mpi_env(mpi_env: JupyterEnv) -> JupyterEnv:
+    pytest.importorskip("kernelsdk_lua")
+    _install(mpi_env, "lua54", "--mpi", "2", "--replace")
+    _install(mpi_env, "lua54", "--mpi", "4", "--replace")
+    return mpi_env
+
+
+def lines(kc: BlockingKernelClient, code: str) -> list[str]:
+    """Run a cell that must succeed; its stdout lines, sorted."""
+    reply, outputs = run(kc, code)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return sorted(stdout(outputs).splitlines())
+
+
+def test_lua_collectives_on_two_ranks(lua_mpi_env: JupyterEnv) -> None:
+    km, kc = start_kernel_pair(lua_mpi_env, "lua54-mpi2")
+    try:
+        assert lines(kc, "print(mpi.rank, mpi.size)") == ["[rank 0] 0\t2", "[rank 1] 1\t2"]
+        assert lines(kc, 'print(mpi.allreduce(mpi.rank + 1, "sum"))') == [
+            "[rank 0] 3",
+            "[rank 1] 3",
+        ]
+        code = """
+        local mx = mpi.allreduce({mpi.rank, 10 - mpi.rank, 0.5}, "max")
+        local mn = mpi.allreduce({mpi.rank, 10 - mpi.rank, 0.5}, "min")
+        local s = mpi.allreduce({mpi.rank, 2.5})
+        print(table.concat(mx, " "), table.concat(mn, " "), table.concat(s, " "))
+        """
+        expected = "1 10 0.5\t0 9 0.5\t1 5.0"
+        assert lines(kc, code) == [f"[rank 0] {expected}", f"[rank 1] {expected}"]
+        code = """
+        local t = mpi.bcast(mpi.rank == 0 and {msg = "hi", n = {1, 2}} or "ignored", 0)
+        print(t.msg, t.n[2], mpi.bcast(mpi.rank * 7, 1))
+        """
+        assert lines(kc, code) == ["[rank 0] hi\t2\t7", "[rank 1] hi\t2\t7"]
+        code = 'local g = mpi.gather("r" .. mpi.rank) print(g and table.concat(g, ",") or "nil")'
+        assert lines(kc, code) == ["[rank 0] r0,r1", "[rank 1] nil"]
+        assert lines(kc, 'mpi.barrier() print("after")') == ["[rank 0] after", "[rank 1] after"]
+
+        # A bad value on one rank: every rank still takes part, and all of them raise.
+        reply, _ = run(kc, 'mpi.allreduce(mpi.rank == 1 and "x" or 1)')
+        assert reply["content"]["status"] == "error"
+        assert "ranks 0, 1" in reply["content"]["evalue"]
+        assert "got a string value (on rank 1)" in reply["content"]["evalue"]
+
+        # An error on one rank only: one error reply naming it, then the kernel goes on.
+        reply, outputs = run(kc, 'if mpi.rank == 1 then error("boom") end')
+        content = reply["content"]
+        assert content["status"] == "error"
+        assert content["ename"] == "LuaError"
+        assert "boom" in content["evalue"] and "(on rank 1)" in content["evalue"]
+        assert any("--- rank 1: LuaError" in line for line in content["traceback"])
+        assert not any("--- rank 0" in line for line in content["traceback"])
+        assert [m["msg_type"] for m in outputs] == ["error"]
+        assert lines(kc, "print(mpi.allreduce(mpi.rank))") == ["[rank 0] 1", "[rank 1] 1"]
+    finally:
+        stop_kernel_pair(km, kc)
+
+
+def _interrupt(km: Any, kc: BlockingKernelClient, code: str, ranks: int = 2) -> None:
+    """Run ``code`` (which prints "started" on every rank first), interrupt it once every rank
+    has started, and check the reply."""
+    msg_id = kc.execute(code)
+    seen = ""
+    while seen.count("started") < ranks:
+        msg = kc.get_iopub_msg(timeout=TIMEOUT)
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+            seen += msg["content"]["text"]
+    km.interrupt_kernel()  # interrupt_mode "message"
+    reply = kc.get_shell_msg(timeout=TIMEOUT)
+    while reply["parent_header"]["msg_id"] != msg_id:
+        reply = kc.get_shell_msg(timeout=TIMEOUT)
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+
+
+def test_lua_interrupt_three_times(lua_mpi_env: JupyterEnv) -> None:
+    km, kc = start_kernel_pair(lua_mpi_env, "lua54-mpi2")
+    try:
+        for _ in range(3):
+            _interrupt(km, kc, 'print("started") while true do end')
+            assert lines(kc, "print(mpi.allreduce(1))") == ["[rank 0] 2", "[rank 1] 2"]
+    finally:
+        stop_kernel_pair(km, kc)
+
+
+def test_lua_interrupting_collectives(lua_mpi_env: JupyterEnv) -> None:
+    """An interrupt stops ranks waiting in a collective (here, for a rank that failed before
+    it, or in an endless loop of them); the next cell's collectives work on every rank."""
+    km, kc = start_kernel_pair(lua_mpi_env, "lua54-mpi2")
+    try:
+        cells = [
+            'print("started") if mpi.rank == 1 then error("boom") end mpi.barrier()',
+            'print("started") if mpi.rank == 0 then mpi.barrier() end',
+            'print("started") while true do mpi.allreduce({1, 2}) mpi.bcast("x", 1) end',
+        ]
+        for code in cells:
+            _interrupt(km, kc, code)
+            assert lines(kc, "print(mpi.allreduce(1))") == ["[rank 0] 2", "[rank 1] 2"]
+            code = "print(mpi.bcast(mpi.rank, 1), mpi.gather(mpi.rank) ~= nil) mpi.barrier()"
+            assert lines(kc, code) == ["[rank 0] 1\ttrue", "[rank 1] 1\tfalse"]
+    finally:
+        stop_kernel_pair(km, kc)
+
+
+def test_lua_allreduce_on_four_ranks(lua_mpi_env: JupyterEnv) -> None:
+    km, kc = start_kernel_pair(lua_mpi_env, "lua54-mpi4")
+    try:
+        code = 'print(mpi.allreduce(mpi.rank + 1), table.concat(mpi.allreduce({mpi.rank, 1}), ","))'
+        assert lines(kc, code) == [f"[rank {r}] 10\t6,4" for r in range(4)]
+        code = "local g = mpi.gather(mpi.rank, 3) if g then print(#g, g[4]) end"
+        assert lines(kc, code) == ["[rank 3] 4\t3"]
+    finally:
+        stop_kernel_pair(km, kc)
+
+
+def test_lua_mpi_without_mpi_is_one_rank() -> None:
+    """Without --mpi, Lua's `mpi` is rank 0 of 1 and its collectives answer locally."""
+    pytest.importorskip("kernelsdk_lua")
+    import trio
+    from kernelsdk_lua import LuaKernel
+
+    from kernelsdk.testing import open_test_kernel
+
+    cells = {
+        "mpi.rank, mpi.size": "0, 1",
+        'mpi.allreduce({1, 2.5}, "max"), mpi.allreduce(3, "min")': "{1, 2.5}, 3",
+        'mpi.bcast({s = "a\\0b", f = 1.0, i = math.mininteger})': (
+            '{f = 1.0, i = -9223372036854775808, s = "a\\0b"}'
+        ),
+        "mpi.gather(7), mpi.barrier()": "{7}",
+    }
+    errors = {
+        "mpi.bcast(print)": "mpi.bcast: cannot send a function value",
+        'mpi.allreduce(1, "prod")': 'op must be "sum", "min" or "max", got "prod"',
+        'mpi.allreduce({1, "a"})': "element 2 is a string value, not a number",
+        "mpi.gather(1, 1)": "root must be a rank from 0 to 0, got 1",
+    }
+
+    async def main() -> None:
+        async with open_test_kernel(LuaKernel()) as client:
+            for code, shown in cells.items():
+                result = await client.execute(code)
+                assert result.reply.content["status"] == "ok", result.reply.content
+                assert result.outputs[-1].content["data"]["text/plain"] == shown
+            for code, message in errors.items():
+                result = await client.execute(code)
+                assert message in result.reply.content["evalue"]
+
+    trio.run(main)
+
+
 # -- rank 0's bookkeeping, in memory -------------------------------------------------------------
 
 
@@ -400,5 +556,6 @@ def test_mpi_module_api_and_lazy_import() -> None:
     import kernelsdk.mpi
 
     assert proc.stdout.strip() == str(sorted(kernelsdk.mpi.__all__))
+    assert kernelsdk.mpi.world() is None  # not running with --mpi
     for name in kernelsdk.mpi.__all__:
         assert getattr(kernelsdk.mpi, name) is not None

@@ -27,7 +27,9 @@ from kernelsdk import (
     NativeRunner,
     StdinNotAllowedError,
 )
+from kernelsdk import mpi as kernelsdk_mpi
 
+from ._mpi import Collectives
 from ._runtime import LuaState, load_library, lua_literal, lua_table_literal, parse_size
 
 #: Optional allocation limit of the Lua state, e.g. "256M" (set it in the kernelspec with
@@ -62,8 +64,9 @@ def _indent_hint(code: str) -> str:
 class _Host:
     """The Python end of the driver's ``host(op, text, n)`` calls during one native call."""
 
-    def __init__(self, kernel: LuaKernel, out: NativeOutput) -> None:
+    def __init__(self, kernel: LuaKernel, out: NativeOutput, *, cell: bool = False) -> None:
         self.kernel = kernel
+        self.cell = cell  # running a cell (which runs on every rank), not a comm handler
         self.lua = kernel.lua
         self.out = out
         # Lua writes bytes; a UTF-8 character may be split across two writes.
@@ -91,6 +94,12 @@ class _Host:
             self.out.run_sync(self.kernel._comm_from_lua, json.loads(text.decode()))
         elif op == "register_target":
             self.out.run_sync(self.kernel._register_target, text.decode("utf-8", "replace"))
+        elif op.startswith("mpi_"):
+            # A collective: blocks this worker thread (not Trio's) until every rank is there.
+            if not self.cell:
+                return self.lua.set_reply(b"Eonly cells run on every rank, comm handlers do not")
+            reply = self.kernel.mpi.call(op[4:], text, number, lambda: self.out.interrupted)
+            return self.lua.set_reply(reply)
         return 0
 
     def _input(self, prompt: str) -> int:
@@ -151,6 +160,11 @@ class LuaKernel(BaseKernel):
         limit = os.environ.get(MEMORY_LIMIT_VARIABLE)
         self.lua = LuaState(self.library, memory_limit=parse_size(limit) if limit else None)
         self.runner = NativeRunner(self.lua.interrupt)
+        # Lua's `mpi` table: under `--mpi`, collectives on duplicates of COMM_WORLD made now
+        # (every rank creates its kernel once, at startup); otherwise rank 0 of 1.
+        world = kernelsdk_mpi.world()
+        self.mpi = Collectives(world.Dup() if world is not None else None)
+        self.lua.call(f"K.mpi_setup({self.mpi.rank}, {self.mpi.size})")
         version = self.lua.version_string or f"Lua {self.lua_version}"
         self.language_info = {**type(self).language_info, "version": version.split()[-1]}
         self.banner = f"{version} (kernelsdk, {os.path.basename(self.library.path)})"
@@ -158,6 +172,7 @@ class LuaKernel(BaseKernel):
     # -- execution --------------------------------------------------------------------------
 
     async def do_execute(self, code: str, ctx: ExecuteContext) -> dict[str, Any] | None:
+        self.mpi.new_cell()
         outcome = await self.runner.run(self._execute, code, f"In[{ctx.execution_count}]", ctx=ctx)
         if outcome.get("interrupted"):
             raise ExecutionError("KeyboardInterrupt", "interrupted by the user")
@@ -170,7 +185,7 @@ class LuaKernel(BaseKernel):
 
     def _execute(self, out: NativeOutput, code: str, chunkname: str) -> dict[str, Any]:
         self.lua.set_interrupt_pending(out.interrupted)
-        return self.lua.execute(code, chunkname, _Host(self, out))
+        return self.lua.execute(code, chunkname, _Host(self, out, cell=True))
 
     def do_interrupt(self) -> None:
         self.runner.interrupt()

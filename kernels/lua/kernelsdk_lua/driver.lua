@@ -453,6 +453,132 @@ function K.handle_comm_event(kind, comm_id, target, data_src)
 end
 
 -- ---------------------------------------------------------------------------------------
+-- mpi: rank, size and collectives (the MPI part is kernelsdk_lua/_mpi.py). Values travel as
+-- Lua literals made here and loaded on the other ranks; every rank takes part in a collective
+-- even when its value cannot be sent, so that all of them raise instead of some waiting.
+
+local mpi = { rank = 0, size = 1 }
+
+local function number_literal(v)
+  if v ~= v then return "(0/0)" end
+  if v == math.huge then return "(1/0)" elseif v == -math.huge then return "(-1/0)" end
+  if math.type and math.type(v) == "integer" then
+    if v == math.mininteger then return "(-9223372036854775807-1)" end
+    return sformat("%d", v)
+  end
+  local s = sformat("%.17g", v)
+  if math.type and not s:find("[%.eEn]") then s = s .. ".0" end -- a float stays a float
+  return s
+end
+
+local function serialize(v, seen)
+  local tv = type(v)
+  if tv == "nil" or tv == "boolean" then return tostring(v)
+  elseif tv == "number" then return number_literal(v)
+  elseif tv == "string" then return sformat("%q", v)
+  elseif tv == "table" then
+    if seen[v] then error("cannot send a table that contains itself", 0) end
+    seen[v] = true
+    local parts, n = {}, 0
+    while rawget(v, n + 1) ~= nil do
+      n = n + 1
+      parts[n] = serialize(rawget(v, n), seen)
+    end
+    for k, x in next, v do
+      if not (type(k) == "number" and k >= 1 and k <= n and k % 1 == 0) then
+        parts[#parts + 1] = "[" .. serialize(k, seen) .. "]=" .. serialize(x, seen)
+      end
+    end
+    seen[v] = nil
+    return "{" .. concat(parts, ",") .. "}"
+  end
+  error("cannot send a " .. tv .. " value", 0)
+end
+
+local function payload(value)
+  local ok, s = pcall(serialize, value, {})
+  if ok then return "V" .. s end
+  return "E" .. tostring(s)
+end
+
+local function mpi_call(name, text, n)
+  local reply = fetch(host("mpi_" .. name, text, n))
+  local kind, body = reply:sub(1, 1), reply:sub(2)
+  if kind == "I" then error(K.INTERRUPTED, 0) end
+  if kind ~= "V" then error("mpi." .. name .. ": " .. body, 3) end
+  local f, err = load("return " .. body, "=mpi")
+  if not f then error("mpi." .. name .. ": cannot decode the value: " .. tostring(err), 3) end
+  return f()
+end
+
+local function check_root(root, name)
+  if root == nil then return 0 end
+  if type(root) ~= "number" or root % 1 ~= 0 or root < 0 or root >= mpi.size then
+    error(sformat("mpi.%s: root must be a rank from 0 to %d, got %s", name, mpi.size - 1,
+      repr(root)), 3)
+  end
+  return root
+end
+
+local function number_token(v)
+  if v ~= v then return "nan" end
+  if v == math.huge then return "inf" elseif v == -math.huge then return "-inf" end
+  return number_literal(v)
+end
+
+local reduce_ops = { sum = true, min = true, max = true }
+local function reduce_payload(value, op)
+  if not reduce_ops[op] then
+    return 'Eop must be "sum", "min" or "max", got ' .. repr(op)
+  end
+  if type(value) == "number" then return "V" .. op .. " n " .. number_token(value) end
+  if type(value) ~= "table" then
+    return "Eexpected a number or an array of numbers, got a " .. type(value) .. " value"
+  end
+  local arr, n = is_array(value)
+  if not arr then return "Eexpected a number or an array of numbers, got a table with other keys" end
+  local tokens = {}
+  for i = 1, n do
+    local x = rawget(value, i)
+    if type(x) ~= "number" then
+      return sformat("Eelement %d is a %s value, not a number", i, type(x))
+    end
+    tokens[i] = number_token(x)
+  end
+  return "V" .. op .. " t " .. concat(tokens, " ")
+end
+
+--- Waits until every rank has called it.
+function mpi.barrier() mpi_call("barrier", "", 0) end
+--- Returns root's value (default root 0) on every rank: nil, booleans, numbers, strings and
+--- tables of them.
+function mpi.bcast(value, root)
+  root = check_root(root, "bcast")
+  local value = mpi_call("bcast", mpi.rank == root and payload(value) or "", root)
+  return value -- not a tail call: errors name the caller's line
+end
+--- Returns, on root (default 0), a table of every rank's value (rank r's at index r + 1);
+--- nil on the other ranks.
+function mpi.gather(value, root)
+  root = check_root(root, "gather")
+  local values = mpi_call("gather", payload(value), root)
+  return values
+end
+--- Returns, on every rank, the sum (op "sum", the default), minimum ("min") or maximum ("max")
+--- of every rank's number, or elementwise of every rank's array of numbers.
+function mpi.allreduce(value, op)
+  local result = mpi_call("allreduce", reduce_payload(value, op or "sum"), 0)
+  return result
+end
+
+function K.mpi_setup(rank, size)
+  mpi.rank, mpi.size = rank, size
+  return "ok"
+end
+package.loaded.mpi = mpi
+G.mpi = mpi
+
+-- ---------------------------------------------------------------------------------------
 -- Cells
 
 K.INTERRUPTED = setmetatable({}, { __tostring = function() return "interrupted" end })
