@@ -14,6 +14,7 @@ Cells per kernel (documented in docs/performance.md):
   result); ksdk-bench's ``out COUNT SIZE``. Bytes counted: stdout text plus ``text/plain`` results;
 * sleep / spin: ``time.sleep(S)`` / a busy ``while`` loop for Python kernels and ksdk-bench;
   the echo kernel can do neither (n/a);
+* echo-mpiN: the echo kernel on N MPI ranks (``BENCH_MPI=1``), the same cells;
 * lua54 (kernels/lua, when installed): ``print("x");`` then the expression ``"x"`` (the ``;``
   keeps Lua from parsing ``print("x")"x"`` as a call); output with ``io.write`` in a loop;
   sleep through ``os.execute("sleep S")``; spin on ``os.clock()``.
@@ -116,6 +117,20 @@ DEFS: dict[str, KernelDef] = {
     "lua54": KernelDef(
         "lua54", "Lua 5.4 (kernelsdk)", True, 'print("x");\n"x"', _lua_output, _lua_sleep, _lua_spin
     ),
+    # MPI variants of echo (installed by `BENCH_MPI=1 scripts/bench`): every rank echoes, so
+    # output is N times larger; the round trip and pipelined numbers are what they are for.
+    **{
+        f"echo-mpi{n}": KernelDef(
+            f"echo-mpi{n}",
+            f"echo on {n} MPI rank{'s' if n > 1 else ''}",
+            True,
+            "x",
+            _echo_output,
+            None,
+            None,
+        )
+        for n in (1, 2, 4, 8)
+    },
     "python3": KernelDef("python3", "ipykernel", False, PY_RT, _python_output, _py_sleep, _py_spin),
     "xpython": KernelDef(
         "xpython", "xeus-python", False, PY_RT, _python_output, _py_sleep, _py_spin
