@@ -76,6 +76,27 @@ def _spec(name: str, cls: str, env: dict[str, str], mode: str = "signal") -> dic
     }
 
 
+def test_lua54_passes_every_applicable_check(jupyter_env: JupyterEnv) -> None:
+    import subprocess
+    import sys
+
+    from kernelsdk_conformance.profiles import LuaProfile
+
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "kernelsdk", "install", "lua54", "--replace", "--prefix"),
+            jupyter_env.prefix,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    results = run("lua54", LuaProfile(), options=FAST)
+    assert not [r for r in results if r.status in ("fail", "error")], _explain(results)
+    skipped = {r.name for r in results if r.status == "skip"}
+    assert skipped <= {"user_expressions"}, _explain(results)  # the Lua kernel has none
+
+
 @pytest.fixture(scope="module")
 def specs(jupyter_env: JupyterEnv) -> Iterator[JupyterEnv]:
     _write_spec(
