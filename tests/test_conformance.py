@@ -84,14 +84,14 @@ def test_lua54_passes_every_applicable_check(jupyter_env: JupyterEnv) -> None:
 
     subprocess.run(
         [
-            *(sys.executable, "-m", "kernelsdk", "install", "lua54", "--replace", "--prefix"),
-            jupyter_env.prefix,
+            *(sys.executable, "-m", "kernelsdk", "install", "lua54", "--name", "conf-lua54"),
+            *("--replace", "--prefix", jupyter_env.prefix),
         ],
         check=True,
         capture_output=True,
         timeout=60,
     )
-    results = run("lua54", LuaProfile(), options=FAST)
+    results = run("conf-lua54", LuaProfile(), options=FAST)
     assert not [r for r in results if r.status in ("fail", "error")], _explain(results)
     skipped = {r.name for r in results if r.status == "skip"}
     assert skipped <= {"user_expressions"}, _explain(results)  # the Lua kernel has none
