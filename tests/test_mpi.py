@@ -457,6 +457,22 @@ def test_lua_interrupting_collectives(lua_mpi_env: JupyterEnv) -> None:
         stop_kernel_pair(km, kc)
 
 
+def test_lua_collectives_survive_random_interrupts(mpi_env: JupyterEnv) -> None:
+    """Hundreds of cells of collectives interrupted at random moments, on mpiexec -n 2 (no
+    kernel around them: the race needs many tries)."""
+    pytest.importorskip("kernelsdk_lua")
+    spec = json.loads((mpi_env.kernels_dir / "echo-mpi2" / "kernel.json").read_text())
+    script = TESTS_DIR / "lua_collectives_stress.py"
+    proc = subprocess.run(
+        [spec["argv"][0], "-n", "2", sys.executable, str(script), "1", "300"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "rank 0 ok" in proc.stdout and "rank 1 ok" in proc.stdout
+
+
 def test_lua_allreduce_on_four_ranks(lua_mpi_env: JupyterEnv) -> None:
     km, kc = start_kernel_pair(lua_mpi_env, "lua54-mpi4")
     try:

@@ -12,9 +12,13 @@ travel on ``COMM_WORLD``) as non-blocking MPI collectives, waited for with ``Tes
 sleeps: an idle rank does not burn a core, and an interrupt stops the wait.
 
 MPI cannot cancel a collective: a rank that abandoned one (interrupted) is out of step with the
-others on that communicator. So the first collective of each cell starts with an agreement, by
-point-to-point messages tagged with the cell's number on a second duplicate (the *parent*): if
-any rank has abandoned a collective, every rank switches to a fresh duplicate of the parent
+others on that communicator, and so is a rank that completed collectives another rank never
+entered (some MPIs let a broadcast's root finish before the receivers arrive; they were then
+interrupted before reaching it). MPI matches collectives by their order on a communicator, so
+the next one would pair with a stale message of another kind and size. So the first collective
+of each cell starts with an agreement, by point-to-point messages tagged with the cell's number
+on a second duplicate (the *parent*): if any rank has abandoned a collective, or the ranks have
+completed different numbers of them, every rank switches to a fresh duplicate of the parent
 (``Idup``). Every rank runs every cell, so cell numbers agree; stale messages of an interrupted
 agreement carry an older tag and never match. Only an interrupt during that switch itself
 leaves the ranks out of step for good (collectives then fail, saying to restart the kernel).
@@ -90,6 +94,7 @@ class Collectives:
         self.cell = 0  # the number of the running cell: the same on every rank
         self._agreed_cell = 0
         self.abandoned = False  # this rank abandoned a collective on self.comm
+        self.completed = 0  # collectives this rank completed on self.comm
         self.out_of_step = False  # the switch to a fresh communicator was interrupted
         self._tag_cycle = 1 << 15  # MPI guarantees tags up to 32767
         # Abandoned requests (they hold their buffers, which MPI may still write to) and
@@ -112,27 +117,39 @@ class Collectives:
                 self._agree(interrupted)
             if self.abandoned:
                 return b"Ethis rank abandoned a collective in this cell (interrupted)"
-            if name == "barrier":
-                self._barrier(interrupted)
-                return b"Vnil"
-            if name == "bcast":
-                return self._bcast(payload, number, interrupted)
-            if name == "gather":
-                return self._gather(payload, number, interrupted)
-            if name == "allreduce":
-                return self._allreduce(payload, interrupted)
+            reply = self._run(name, payload, number, interrupted)
         except _Interrupted:
             self.abandoned = True
             return b"I"
+        self.completed += 1
+        return reply
+
+    def _run(
+        self, name: str, payload: bytes, number: int, interrupted: Callable[[], bool]
+    ) -> bytes:
+        if name == "barrier":
+            self._barrier(interrupted)
+            return b"Vnil"
+        if name == "bcast":
+            return self._bcast(payload, number, interrupted)
+        if name == "gather":
+            return self._gather(payload, number, interrupted)
+        if name == "allreduce":
+            return self._allreduce(payload, interrupted)
         return b"Eunknown collective " + name.encode()
 
     # -- the collectives, on bytes ---------------------------------------------------------
 
-    def _wait(self, request: Any, interrupted: Callable[[], bool]) -> None:
+    def _wait(self, request: Any, interrupted: Callable[[], bool], *buffers: Any) -> None:
+        """Wait for ``request``; on interrupt abandon it, keeping its ``buffers`` for good.
+
+        The caller names the buffers because mpi4py's requests do not always hold them
+        (``Iallgatherv`` does not): MPI writes to them after Python would have freed them.
+        """
         started = time.monotonic()
         while not request.Test():
             if interrupted():
-                self._abandoned.append(request)
+                self._abandoned.append((request, buffers))
                 raise _Interrupted
             idle = time.monotonic() - started
             if idle < _SPIN:
@@ -140,32 +157,35 @@ class Collectives:
             else:
                 time.sleep(min(_MAX_SLEEP, idle / 20))
 
-    def _wait_all(self, requests: list[Any], interrupted: Callable[[], bool]) -> None:
+    def _wait_all(self, requests: list[Any], interrupted: Callable[[], bool], buffers: Any) -> None:
         from mpi4py import MPI
 
         try:
-            self._wait(_AllOf(requests, MPI.Request.Testall), interrupted)
+            self._wait(_AllOf(requests, MPI.Request.Testall), interrupted, buffers)
         except _Interrupted:
             for request in requests:  # receives: must not match a later message
                 request.Cancel()
             raise
 
     def _agree(self, interrupted: Callable[[], bool]) -> None:
-        """Whether any rank abandoned a collective; if so, every rank takes a fresh comm."""
+        """Whether the ranks are out of step on self.comm; if so, every rank takes a fresh one."""
         from mpi4py import MPI
 
         parent, tag = self.parent, 1 + self.cell % self._tag_cycle
-        mine = array("q", [int(self.abandoned)])
+        # Abandoned or not, and how many collectives completed (-1: abandoned).
+        mine = array("q", [-1 if self.abandoned else self.completed])
         if self.rank == 0:
-            flags = [array("q", [0]) for _ in range(self.size)]
+            states = [array("q", [0]) for _ in range(self.size)]
             self._wait_all(
                 [
-                    parent.Irecv([flags[r], MPI.INT64_T], source=r, tag=tag)
+                    parent.Irecv([states[r], MPI.INT64_T], source=r, tag=tag)
                     for r in range(1, self.size)
                 ],
                 interrupted,
+                states,
             )
-            verdict = array("q", [int(self.abandoned or any(f[0] for f in flags))])
+            states[0] = mine
+            verdict = array("q", [int(len({s[0] for s in states}) > 1 or mine[0] < 0)])
             # Small messages: sent eagerly, so these complete at once.
             MPI.Request.Waitall(
                 [parent.Isend([verdict, MPI.INT64_T], dest=r, tag=tag) for r in range(1, self.size)]
@@ -174,7 +194,7 @@ class Collectives:
             verdict = array("q", [0])
             receive = parent.Irecv([verdict, MPI.INT64_T], source=0, tag=tag)
             MPI.Request.Waitall([parent.Isend([mine, MPI.INT64_T], dest=0, tag=tag)])
-            self._wait_all([receive], interrupted)
+            self._wait_all([receive], interrupted, verdict)
         if verdict[0]:
             comm, request = parent.Idup()
             try:
@@ -184,7 +204,7 @@ class Collectives:
                 self.out_of_step = True
                 raise
             self._abandoned.append(self.comm)
-            self.comm, self.abandoned = comm, False
+            self.comm, self.abandoned, self.completed = comm, False, 0
 
     def _barrier(self, interrupted: Callable[[], bool]) -> None:
         if self.comm is not None:
@@ -196,9 +216,9 @@ class Collectives:
         from mpi4py import MPI
 
         length = array("q", [len(payload) if self.rank == root else 0])
-        self._wait(self.comm.Ibcast([length, MPI.INT64_T], root), interrupted)
+        self._wait(self.comm.Ibcast([length, MPI.INT64_T], root), interrupted, length)
         data = bytearray(payload) if self.rank == root else bytearray(length[0])
-        self._wait(self.comm.Ibcast([data, MPI.BYTE], root), interrupted)
+        self._wait(self.comm.Ibcast([data, MPI.BYTE], root), interrupted, data)
         if data[:1] == b"E" and self.rank != root:
             return b"E" + f"rank {root}: ".encode() + bytes(data[1:])
         return bytes(data)
@@ -216,19 +236,21 @@ class Collectives:
         lengths = array("q", [0] * size)
         receives = root is None or self.rank == root
         if root is None:
-            self._wait(comm.Iallgather([mine, MPI.INT64_T], [lengths, MPI.INT64_T]), interrupted)
+            request = comm.Iallgather([mine, MPI.INT64_T], [lengths, MPI.INT64_T])
         else:
             recv = [lengths, MPI.INT64_T] if receives else None
-            self._wait(comm.Igather([mine, MPI.INT64_T], recv, root), interrupted)
+            request = comm.Igather([mine, MPI.INT64_T], recv, root)
+        self._wait(request, interrupted, mine, lengths)
         counts = list(lengths) if receives else [0] * size
         displs = [sum(counts[:i]) for i in range(size)]
         data = bytearray(sum(counts))
         send = [bytearray(payload), MPI.BYTE]
         recv_all = [data, (counts, displs), MPI.BYTE]
         if root is None:
-            self._wait(comm.Iallgatherv(send, recv_all), interrupted)
+            request = comm.Iallgatherv(send, recv_all)
         else:
-            self._wait(comm.Igatherv(send, recv_all if receives else None, root), interrupted)
+            request = comm.Igatherv(send, recv_all if receives else None, root)
+        self._wait(request, interrupted, send, recv_all)
         if not receives:
             return None
         return [bytes(data[d : d + c]) for d, c in zip(displs, counts, strict=True)]
