@@ -1,10 +1,10 @@
 """Shared fixtures for the tests that run real kernel processes through real Jupyter clients.
 
 * ``jupyter_env`` (session): a private JUPYTER_PATH holding the kernelspecs ``echo``,
-  ``echo-msgpack``, ``probe`` and ``probe-msg``, a private runtime dir (connection files,
-  short ipc paths) and private config dirs. At the end of the session it checks that no kernel
-  process this session started is still alive (they carry ``KSDK_TEST_SESSION`` in their
-  environment).
+  ``echo-msgpack``, ``lua54`` (the Lua kernel), ``probe`` and ``probe-msg``, a private runtime
+  dir (connection files, short ipc paths) and private config dirs. At the end of the session
+  it checks that no kernel process this session started is still alive (they carry
+  ``KSDK_TEST_SESSION`` in their environment).
 * ``start_kernel(name, transport)``: a started ``(KernelManager, BlockingKernelClient)``.
 * ``probe`` (module scope, tcp and ipc via ``kernel_transport``): a kernel shared by the
   non-destructive tests of a module.
@@ -51,17 +51,17 @@ def _write_spec(kernels_dir: Path, name: str, spec: dict[str, Any]) -> None:
     (d / "kernel.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
 
 
-def _install_echo(prefix: Path, kernels_dir: Path) -> dict[str, Any]:
-    """``python -m kernelsdk install echo --prefix PREFIX``; returns the kernel.json written."""
+def _install(name: str, prefix: Path, kernels_dir: Path) -> dict[str, Any]:
+    """``python -m kernelsdk install NAME --prefix PREFIX``; returns the kernel.json written."""
     proc = subprocess.run(
-        [sys.executable, "-m", "kernelsdk", "install", "echo", "--prefix", str(prefix)],
+        [sys.executable, "-m", "kernelsdk", "install", name, "--prefix", str(prefix)],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    spec_file = kernels_dir / "echo" / "kernel.json"
+    spec_file = kernels_dir / name / "kernel.json"
     if proc.returncode != 0 or not spec_file.exists():
-        raise RuntimeError(f"kernelsdk install echo failed ({proc.returncode}): {proc.stderr}")
+        raise RuntimeError(f"kernelsdk install {name} failed ({proc.returncode}): {proc.stderr}")
     spec: dict[str, Any] = json.loads(spec_file.read_text(encoding="utf-8"))
     return spec
 
@@ -127,7 +127,8 @@ def jupyter_env() -> Iterator[JupyterEnv]:
     )
     os.environ.pop("JUPYTER_PREFER_ENV_PATH", None)
     try:
-        echo = _install_echo(env.prefix, env.kernels_dir)
+        echo = _install("echo", env.prefix, env.kernels_dir)
+        _install("lua54", env.prefix, env.kernels_dir)  # the Lua kernel (kernels/lua)
         _write_spec(
             env.kernels_dir,
             "echo-msgpack",

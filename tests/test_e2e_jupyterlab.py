@@ -8,7 +8,8 @@ from the launcher, runs cells that print, display HTML and an image, fail, read 
 until interrupted, restarts the kernel from the toolbar and runs a cell again, asserting on
 what the page shows. Screenshots of every step go to ``artifacts/e2e-jupyterlab/``.
 
-Another kernel (e.g. Lua) is one more ``Scenario`` with its own cell sources.
+Another kernel is one more ``Scenario`` with its own cell sources; the Lua kernel
+(``kernels/lua``, kernelspec ``lua54``) is one.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,11 +84,31 @@ class Scenario:
     png_source: str | None = None  # displays an image/png
     error_source: str | None = None  # fails with ename
     ename: str = ""
+    error_shown: str = ""  # what the page shows of the error, if not ename
     input_source: str | None = None  # reads a line (prompt INPUT_PROMPT) and prints it
     input_prompt: str = ""
+    input_answered: str = "Ada Lovelace"  # shown once "Ada Lovelace" was typed in
     loop_source: str | None = None  # prints LOOP_STARTED, then runs until interrupted
     loop_started: str = ""
     interrupted: str = "KeyboardInterrupt"  # shown after the interrupt
+
+
+def lua_png_literal(width: int = 24, height: int = 12) -> str:
+    """A valid PNG (a plain teal RGB rectangle) as a Lua string literal of decimal escapes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    rows = b"".join(b"\x00" + bytes([0, 128, 128]) * width for _ in range(height))
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows, 9))
+        + chunk(b"IEND", b"")
+    )
+    return '"' + "".join(f"\\{b}" for b in png) + '"'
 
 
 SCENARIOS = [
@@ -102,6 +125,22 @@ SCENARIOS = [
         input_source="input Your name? ",
         input_prompt="Your name?",
         loop_source="print looping\nsleep 60",
+        loop_started="looping",
+    ),
+    Scenario(
+        kernel="lua54",
+        display_name="Lua 5.4",
+        print_source="print('hello ' .. 'lab')",
+        printed="hello lab",
+        html_source=f"display.html('{HTML_MARKER}')",
+        png_source=f"display.png({lua_png_literal()})",
+        error_source="error('boom from Lua')",
+        ename="LuaError",
+        # The Lua kernel's traceback is Lua's (message, then stack traceback): no ename.
+        error_shown="boom from Lua",
+        input_source="name = io.read()\nprint('hello ' .. name)",
+        input_answered="hello Ada Lovelace",
+        loop_source="io.write('looping\\n')\nwhile true do end",
         loop_started="looping",
     ),
 ]
@@ -132,11 +171,17 @@ class Lab:
 
 
 def _write_lab_settings(settings_dir: Path) -> None:
-    """User settings: no news or update checks (the network is closed), no popups."""
+    """User settings: no news or update checks (the network is closed), no popups (not even
+    the rename dialog on the first save of an untitled notebook)."""
     notification = settings_dir / "@jupyterlab" / "apputils-extension"
     notification.mkdir(parents=True, exist_ok=True)
     (notification / "notification.jupyterlab-settings").write_text(
         json.dumps({"checkForUpdates": False, "fetchNews": "false"}), encoding="utf-8"
+    )
+    docmanager = settings_dir / "@jupyterlab" / "docmanager-extension"
+    docmanager.mkdir(parents=True, exist_ok=True)
+    (docmanager / "plugin.jupyterlab-settings").write_text(
+        json.dumps({"renameUntitledFileOnSave": False}), encoding="utf-8"
     )
 
 
@@ -279,6 +324,18 @@ class Notebook:
         cell = self.type_cell(source)
         return cell, self.wait_done(cell)
 
+    def save(self, lab: Lab) -> Any:
+        """Save the notebook (Ctrl+S) and return the .ipynb JupyterLab wrote, read back
+        through the contents API."""
+        tab = self.page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current")
+        dirty = re.compile(r"\bjp-mod-dirty\b")
+        expect(tab).to_have_class(dirty)  # unsaved cells: the save below is what cleans it
+        self.page.keyboard.press("Control+s")
+        expect(tab).not_to_have_class(dirty, timeout=KERNEL_TIMEOUT)
+        (session,) = lab.api("GET", "/api/sessions")
+        path = urllib.parse.quote(session["path"])
+        return lab.api("GET", f"/api/contents/{path}?content=1&type=notebook")["content"]
+
     def wait_kernel_idle(self) -> None:
         status = self.panel.locator(".jp-Notebook-ExecutionIndicator")
         expect(status).to_have_attribute("data-status", "idle", timeout=KERNEL_TIMEOUT)
@@ -338,7 +395,7 @@ def test_jupyterlab_notebook(page: Page, lab: Lab, scenario: Scenario) -> None:
         error = cell.locator(
             '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
         )
-        expect(error.first).to_contain_text(scenario.ename)
+        expect(error.first).to_contain_text(scenario.error_shown or scenario.ename)
         nb.screenshot("error")
 
     if scenario.input_source is not None:
@@ -350,7 +407,7 @@ def test_jupyterlab_notebook(page: Page, lab: Lab, scenario: Scenario) -> None:
         box.fill("Ada Lovelace")
         box.press("Enter")
         count = nb.wait_done(cell)
-        expect(cell.locator(".jp-OutputArea")).to_contain_text("Ada Lovelace")
+        expect(cell.locator(".jp-OutputArea")).to_contain_text(scenario.input_answered)
         nb.screenshot("input-answered")
 
     if scenario.loop_source is not None:
@@ -369,6 +426,21 @@ def test_jupyterlab_notebook(page: Page, lab: Lab, scenario: Scenario) -> None:
         cell, after = nb.run(scenario.print_source)
         assert after == count + 1
         expect(cell.locator(".jp-OutputArea")).to_contain_text(scenario.printed)
+
+    # What JupyterLab saves: the kernelspec, and the outputs as the kernel sent them.
+    saved = nb.save(lab)
+    assert saved["metadata"]["kernelspec"]["name"] == scenario.kernel
+    errors = [
+        o["ename"]
+        for c in saved["cells"]
+        for o in c.get("outputs", [])
+        if o["output_type"] == "error"
+    ]
+    expected_errors = [scenario.ename] if scenario.error_source is not None else []
+    if scenario.loop_source is not None:
+        expected_errors.append(scenario.interrupted)
+    assert errors == expected_errors
+    nb.screenshot("saved")
 
     # Restart the kernel from the toolbar; the next cell runs in a new kernel (count 1).
     nb.panel.locator('[data-jp-item-name="restart"]').click()

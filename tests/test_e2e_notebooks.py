@@ -9,18 +9,21 @@ papermill writes the injected cell in the kernel's language through a *translato
 kernel name or language; it ships translators for Python, R, Julia... only, and has no plugin
 entry point for them, so a kernel's users register one through its Python API before running
 papermill (``papermill.translators.papermill_translators.register(language, Translator)``).
-``EchoTranslator`` below is the one for the echo language, where every line is text.
+``EchoTranslator`` below is the one for the echo language, where every line is text;
+the Lua kernel ships its own, ``kernelsdk_lua.papermill.LuaTranslator``.
 
-Another kernel (e.g. Lua) is one more ``Example``, with its translator.
+Another kernel is one more ``Example``, with its translator.
 """
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import kernelsdk_lua.papermill
 import nbformat
 import papermill
 import pytest
@@ -60,8 +63,14 @@ class Example:
     parameters: dict[str, object]
     # Text each code cell's outputs must contain, in order, without injected parameters.
     outputs: tuple[str, ...]
-    # Text the injected-parameters cell's outputs must contain.
+    # Text the injected-parameters cell's source must contain.
     injected: tuple[str, ...]
+    # Text its outputs must contain (echo echoes it; Lua assignments show nothing).
+    injected_outputs: tuple[str, ...] = ()
+    # Text the outputs of the cells after it must contain: they ran with the parameters.
+    parameterized: tuple[str, ...] = ()
+    # HTML nbconvert must render from the outputs without injected parameters (rich output).
+    rendered: tuple[str, ...] = ()
 
 
 EXAMPLES = [
@@ -73,6 +82,18 @@ EXAMPLES = [
         parameters={"greeting": "hello from papermill", "repeat": 3},
         outputs=('greeting = "hello"', "hello", "parrots repeat\\\nwhat they hear"),
         injected=('greeting = "hello from papermill"', "repeat = 3"),
+        injected_outputs=('greeting = "hello from papermill"', "repeat = 3"),
+    ),
+    Example(
+        notebook="lua.ipynb",
+        kernel="lua54",
+        language="lua",
+        translator=kernelsdk_lua.papermill.LuaTranslator,
+        parameters={"greeting": 'hello from "papermill"', "times": 3, "shout": True},
+        outputs=("", "hello #1\nhello #2", '{"hello"}', "<HTML>"),
+        injected=('greeting = "hello from \\"papermill\\""', "times = 3", "shout = true"),
+        parameterized=('hello from "papermill" #3', '{"HELLO", "FROM", "PAPERMILL"}'),
+        rendered=('<b class="lua-example">1 words</b>',),
     ),
 ]
 IDS = [e.notebook for e in EXAMPLES]
@@ -129,9 +150,13 @@ def test_nbclient_runs_example_and_nbconvert_renders_it(example: Example, tmp_pa
     executed = tmp_path / example.notebook
     nbformat.write(nb, executed)
     html = render_html(executed)
-    for expected in example.outputs:
+    for cell, expected in zip(code_cells, example.outputs, strict=True):
+        if any(o.output_type == "display_data" for o in cell.outputs):
+            continue  # rendered from its richest mime type: see example.rendered
         for line in expected.splitlines():
             assert html_contains(html, line), line
+    for expected in example.rendered:
+        assert expected in html, expected
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=IDS)
@@ -158,7 +183,11 @@ def test_papermill_injects_parameters(
     injected = cells[1]
     for expected in example.injected:
         assert expected in injected.source
+    for expected in example.injected_outputs:
         assert expected in output_text(injected), injected.outputs
+    after = "\n".join(output_text(c) for c in cells[2:])
+    for expected in example.parameterized:
+        assert expected in after, [c.outputs for c in cells[2:]]
     # Every cell ran, in order, without errors.
     assert [c.execution_count for c in cells] == list(range(1, len(cells) + 1))
     assert not [o for c in cells for o in c.outputs if o.output_type == "error"]
@@ -166,5 +195,38 @@ def test_papermill_injects_parameters(
     assert nb.metadata.papermill.exception is not True
 
     html = render_html(output)
-    for expected in example.injected:
+    for expected in (*example.injected_outputs, *example.parameterized):
         assert html_contains(html, expected), expected
+
+
+def test_lua_translator_values_reach_lua_intact() -> None:
+    """What ``LuaTranslator`` writes is Lua that evaluates to the parameters' values."""
+    parameters: dict[str, object] = {
+        "s": 'say "hi"\\ to\n\tthe world: caf\u00e9 \u2713 \x01',
+        "n": None,
+        "i": -7,
+        "f": 2.5,
+        "b": False,
+        "l": [1, "two", [3.5, True]],
+        "d": {"k": "v", "nested": {"x": [1, 2]}},
+        "big": math.inf,
+    }
+    code = kernelsdk_lua.papermill.LuaTranslator.codify(parameters)
+    check = "display.json({s = s, i = i, f = f, b = b, l = l, d = d, n_is_nil = n == nil, "
+    check += "big_is_huge = big == math.huge})"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code + check)])
+    NotebookClient(nb, kernel_name="lua54", timeout=60, startup_timeout=60).execute()
+    (output,) = nb.cells[0].outputs
+    expected = {k: v for k, v in parameters.items() if k not in {"n", "big"}}
+    assert output.data["application/json"] == {**expected, "n_is_nil": True, "big_is_huge": True}
+
+
+def test_papermill_inspects_lua_parameters() -> None:
+    kernelsdk_lua.papermill.register()
+    parameters = papermill.inspect_notebook(str(EXAMPLES_DIR / "lua.ipynb"))
+    assert {name: p["default"] for name, p in parameters.items()} == {
+        "greeting": '"hello"',
+        "times": "2",
+        "shout": "false",
+    }
+    assert parameters["times"]["help"] == "how many times to greet"

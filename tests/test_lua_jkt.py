@@ -20,7 +20,8 @@ from jupyter_kernel_test.msgspec_v5 import validate_message
 
 @pytest.fixture(scope="session")
 def lua_kernelspec(jupyter_env: JupyterEnv) -> Iterator[dict[str, Any]]:
-    """``python -m kernelsdk install lua54`` into the session's private Jupyter prefix."""
+    """``python -m kernelsdk install lua54`` into the session's private Jupyter prefix
+    (``--replace``: the ``jupyter_env`` fixture installed it already, for the other tests)."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -28,6 +29,7 @@ def lua_kernelspec(jupyter_env: JupyterEnv) -> Iterator[dict[str, Any]]:
             "kernelsdk",
             "install",
             "lua54",
+            "--replace",
             "--prefix",
             str(jupyter_env.prefix),
         ],

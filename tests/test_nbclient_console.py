@@ -193,3 +193,42 @@ def test_console_tab_completion(jupyter_env: JupyterEnv) -> None:
     finally:
         if child.isalive():
             child.terminate(force=True)
+
+
+def test_console_lua_cells_completion_and_interrupt(jupyter_env: JupyterEnv) -> None:
+    """The Lua kernel in the full interface: cells with output and results, Tab completion of
+    ``string.fo`` (complete_request), and Ctrl-C stopping ``while true do end`` (SIGINT to
+    the kernel: its kernelspec's interrupt_mode is signal); its state survives."""
+    child = pexpect.spawn(
+        CONSOLE,
+        ["--kernel", "lua54", "--ZMQCompleter.timeout=60"],
+        env={**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1"},
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(50, 200),
+    )
+    try:
+        child.expect(rf"In \[{ANSI}1{ANSI}\]: ")
+        child.send("x = 6 * 7; print('x is', x)\r")
+        child.expect(r"x is\t42")
+        child.expect(rf"In \[{ANSI}2{ANSI}\]: ")
+        child.send("string.fo\t")
+        child.expect("format")  # the completion was inserted
+        child.send("('%05.1f', x)\r")
+        child.expect(rf"Out\[{ANSI}2{ANSI}\]: {ANSI}\"042\.0\"")
+        child.expect(rf"In \[{ANSI}3{ANSI}\]: ")
+        # One line, one cell. The kernel's output, not the echo of the input ('loo' .. 'ping'),
+        # tells that the loop runs: the console is executing (the terminal is cooked again, so
+        # Ctrl-C is SIGINT, which the console relays to its kernel, not a key for the prompt).
+        child.send("io.write('loo' .. 'ping\\n') while true do end\r")
+        child.expect("looping")
+        child.sendintr()
+        child.expect("KeyboardInterrupt")
+        child.expect(rf"In \[{ANSI}4{ANSI}\]: ")
+        child.send("x + 1\r")
+        child.expect(rf"Out\[{ANSI}4{ANSI}\]: {ANSI}43")
+        child.expect(rf"In \[{ANSI}5{ANSI}\]: ")
+        exit_console(child)
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
