@@ -37,6 +37,7 @@ from ._packers import Packer as Packer
 from ._packers import get_packer as get_packer
 from ._protocol import ExecutePlan as ExecutePlan
 from ._protocol import KernelProtocol as KernelProtocol
+from ._registration import Registration as Registration
 from ._runtime import open_kernel as open_kernel
 from ._runtime import run_kernel as run_kernel
 from ._server import KernelServer as KernelServer
@@ -77,6 +78,7 @@ __all__ = [
     "Outgoing",
     "Packer",
     "ProtocolError",
+    "Registration",
     "RemoteProtocolError",
     "Request",
     "Session",

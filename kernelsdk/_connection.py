@@ -41,6 +41,10 @@ class ConnectionInfo:
     A port of 0 means "let the kernel choose"; the runtime binds, then writes the chosen ports
     back with :meth:`with_ports` and :meth:`write`. For ``ipc``, ``ip`` is a path prefix and a
     port N is the suffix of ``ipc://{ip}-{N}``.
+
+    A *registration file* (JEP 66) has ``registration_ip`` and ``registration_port`` instead
+    of ports: the kernel chooses its ports and reports them there (:attr:`registers`). Its
+    sockets bind on ``ip``, or on ``registration_ip`` when the file has no ``ip``.
     """
 
     transport: Transport = attrs.field(default="tcp")
@@ -53,6 +57,9 @@ class ConnectionInfo:
     key: str = attrs.field(default="", validator=_check_str)
     signature_scheme: str = attrs.field(default="hmac-sha256", validator=_check_str)
     kernel_name: str = attrs.field(default="", validator=_check_str)
+    kernel_id: str = attrs.field(default="", validator=_check_str)
+    registration_ip: str = attrs.field(default="", validator=_check_str)
+    registration_port: int = attrs.field(default=0, converter=_port)
 
     @transport.validator
     def _check_transport(self, _attr: attrs.Attribute[str], value: str) -> None:
@@ -70,6 +77,8 @@ class ConnectionInfo:
             raise ConfigError("a connection file must hold a JSON object")
         names = {a.name for a in attrs.fields(cls)}
         fields = {k: v for k, v in d.items() if k in names}
+        if not fields.get("ip") and fields.get("registration_ip"):
+            fields["ip"] = fields["registration_ip"]
         if fields.get("transport", "tcp") == "ipc" and not fields.get("ip"):
             fields["ip"] = "kernel-ipc"
         try:
@@ -94,7 +103,28 @@ class ConnectionInfo:
         return cls.from_dict(data)
 
     def to_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        """The fields of a connection file: the registration fields only when set."""
+        d = attrs.asdict(self)
+        for name in ("kernel_id", "registration_ip", "registration_port"):
+            if not d[name]:
+                del d[name]
+        return d
+
+    @property
+    def registers(self) -> bool:
+        """Whether this is a registration file: the kernel must report its ports (JEP 66)."""
+        return bool(self.registration_ip)
+
+    @property
+    def registration_endpoint(self) -> str:
+        """Where the kernel reports its ports (:attr:`registers` only)."""
+        if self.transport == "ipc":
+            return f"ipc://{self.registration_ip}-{self.registration_port}"
+        return f"tcp://{self.registration_ip}:{self.registration_port}"
+
+    def connection_file(self) -> ConnectionInfo:
+        """The classic connection file for other clients, once the kernel has registered."""
+        return attrs.evolve(self, registration_ip="", registration_port=0)
 
     def write(self, path: str | os.PathLike[str]) -> None:
         """Write the file readable by its owner only (it holds the signing key)."""

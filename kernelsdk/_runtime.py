@@ -17,9 +17,11 @@ import trio
 
 from ._clock import utc_now
 from ._connection import ConnectionInfo
+from ._exceptions import RemoteProtocolError, TransportError
 from ._kernel import BaseKernel
 from ._packers import get_packer
 from ._protocol import KernelProtocol
+from ._registration import ACK_TIMEOUT, Registration
 from ._server import KernelServer
 from ._session import Session
 from ._zmq_transport import ZmqTransport
@@ -47,20 +49,45 @@ async def open_kernel(
     The server is running inside the ``async with`` block; leaving it stops the kernel.
     Several kernels can be opened in one process. With ``connection_file``, the ports actually
     bound are written there (ports of 0 in ``info`` are chosen by the kernel).
+
+    With a registration file (``info.registers``, JEP 66) the kernel reports its ports to the
+    registrar before it serves, and the connection file written is a classic one.
+
+    Raises:
+        TransportError: a socket cannot be bound, or the registrar did not acknowledge.
     """
     transport = ZmqTransport.bind(info)
-    if connection_file is not None:
-        transport.info.write(connection_file)
     session = Session(info.key.encode(), info.signature_scheme, get_packer(packer))
     protocol = KernelProtocol(session, session_id=uuid.uuid4().hex, clock=utc_now)
     server = KernelServer(kernel, transport, protocol)
     try:
+        if info.registers:
+            # Before serving: what the client sends after the acknowledgement waits in the
+            # bound sockets, and a failure here is a plain exception, not a nursery's group.
+            await _register(transport, session)
+        if connection_file is not None:
+            transport.info.connection_file().write(connection_file)
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve)
             yield server
             nursery.cancel_scope.cancel()
     finally:
         transport.close()
+
+
+async def _register(transport: ZmqTransport, session: Session) -> None:
+    """Report the bound ports to the registrar and check its acknowledgement (JEP 66)."""
+    info = transport.info
+    registration = Registration(info.kernel_id, info.ports)
+    answer = await transport.register(registration.to_frames(session), ACK_TIMEOUT)
+    where = info.registration_endpoint
+    if answer is None:
+        raise TransportError(f"the registrar at {where} did not acknowledge within {ACK_TIMEOUT} s")
+    try:
+        Registration.check_ack(session, answer)
+    except RemoteProtocolError as exc:
+        raise TransportError(f"the registrar at {where} answered badly: {exc}") from None
+    log.info("registered ports %s with %s", info.ports, where)
 
 
 async def _serve(
@@ -71,7 +98,7 @@ async def _serve(
     created: bool,
 ) -> None:
     kernel = kernel_factory()
-    write_back = created or 0 in info.ports.values()
+    write_back = created or info.registers or 0 in info.ports.values()
     async with open_kernel(
         kernel, info, packer=packer, connection_file=path if write_back else None
     ) as server:

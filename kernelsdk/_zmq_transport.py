@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import trio
 import zmq
 
 from ._connection import ConnectionInfo
@@ -116,6 +117,26 @@ class ZmqTransport:
 
     def receive_nowait(self, channel: Channel) -> list[bytes]:
         return self._sockets[channel].recv_multipart_nowait()
+
+    async def register(self, frames: Sequence[bytes], timeout: float) -> list[bytes] | None:
+        """Send a registration (JEP 66) from a DEALER to the connection file's registrar and
+        return its answer, or None if none came within ``timeout`` seconds."""
+        raw = self._context.socket(zmq.DEALER)
+        raw.linger = 0
+        sock = TrioSocket(raw)
+        try:
+            try:
+                raw.connect(self.info.registration_endpoint)
+            except zmq.ZMQError as exc:
+                raise TransportError(
+                    f"cannot connect to the registrar at {self.info.registration_endpoint}: {exc}"
+                ) from exc
+            with trio.move_on_after(timeout):
+                await sock.send_multipart(frames)
+                return await sock.recv_multipart()
+            return None
+        finally:
+            sock.close(linger=0)
 
     def close(self, linger: int = 1000) -> None:
         """Close every socket; queued messages get ``linger`` ms to leave."""

@@ -77,21 +77,10 @@ def _spec(name: str, cls: str, env: dict[str, str], mode: str = "signal") -> dic
 
 
 def test_lua54_passes_every_applicable_check(jupyter_env: JupyterEnv) -> None:
-    import subprocess
-    import sys
-
+    """The session's ``lua54`` kernelspec (``python -m kernelsdk install lua54``, conftest)."""
     from kernelsdk_conformance.profiles import LuaProfile
 
-    subprocess.run(
-        [
-            *(sys.executable, "-m", "kernelsdk", "install", "lua54", "--name", "conf-lua54"),
-            *("--replace", "--prefix", jupyter_env.prefix),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    results = run("conf-lua54", LuaProfile(), options=FAST)
+    results = run("lua54", LuaProfile(), options=FAST)
     assert not [r for r in results if r.status in ("fail", "error")], _explain(results)
     skipped = {r.name for r in results if r.status == "skip"}
     assert skipped <= {"user_expressions"}, _explain(results)  # the Lua kernel has none
