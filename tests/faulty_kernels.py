@@ -18,6 +18,7 @@ kernelsdk's runtime, applied in the kernel process only, when the kernel is crea
     crash_on_garbage     an undecodable message kills the process
     stdin_ignores_allow  input_request is sent even when allow_stdin is false
     no_interrupt         interrupts of running code are ignored
+    forged_registration  started from a registration file, it signs its ports with a wrong key
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 import trio
 from kernels_for_tests import ProbeKernel
 
-from kernelsdk import _context, _heartbeat, _protocol, _server, _session
+from kernelsdk import _context, _heartbeat, _protocol, _registration, _server, _session
 
 FAULTS: dict[str, str] = {}
 
@@ -191,6 +192,16 @@ def _stdin_ignores_allow() -> None:
 @fault("no_interrupt")
 def _no_interrupt() -> None:
     _server.KernelServer.interrupt = lambda self: None  # type: ignore[method-assign]
+
+
+@fault("forged_registration")
+def _forged_registration() -> None:
+    original = _registration.Registration.to_frames
+
+    def to_frames(self: _registration.Registration, session: _session.Session) -> list[bytes]:
+        return original(self, _session.Session(b"not the key"))
+
+    _registration.Registration.to_frames = to_frames  # type: ignore[method-assign]
 
 
 class FaultyKernel(ProbeKernel):

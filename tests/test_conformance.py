@@ -61,6 +61,7 @@ FAULTS: dict[str, set[str]] = {
     "crash_on_garbage": {"robustness"},
     "stdin_ignores_allow": {"stdin"},
     "no_interrupt": {"interrupt"},
+    "forged_registration": {"handshake"},
 }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import zmq
 
-from kernelsdk import Session
+from kernelsdk import RemoteProtocolError, Session
 
 from ._client import (
     DELIM,
@@ -24,6 +24,7 @@ from ._client import (
     is_status,
     stream_text,
 )
+from ._handshake import RegisteringKernel
 from ._runner import Context, Fail, Skip, check
 from ._schema import validate
 
@@ -1147,6 +1148,66 @@ def iopub_welcome(ctx: Context) -> str:
         problems.append(f"subscription {welcome.content.get('subscription')!r}, expected ''")
     _expect(problems, "iopub_welcome")
     return "welcome on first and second subscription"
+
+
+@check(
+    "handshake",
+    "started from a registration file, the kernel reports its ports, signed, and serves them",
+    "Kernel startup handshake (JEP 66; kernels.rst, protocol 5.6)",
+)
+def handshake(ctx: Context) -> str:
+    claimed_text = str(ctx.kernelspec.get("kernel_protocol_version") or "5.0")
+    claimed = (_version_tuple(claimed_text) or (0,)) >= (5, 6)
+    kernel = RegisteringKernel(ctx.kernel_name, ctx.spec_manager, output=ctx.options.kernel_output)
+    kc = KernelClient(ctx.kernel_name, timeout=ctx.options.timeout, spec_manager=ctx.spec_manager)
+    try:
+        kernel.launch()
+        try:
+            outcome = kernel.wait_registration(ctx.options.startup_timeout)
+        except RemoteProtocolError as exc:
+            raise Fail(f"the kernel's registration is not valid: {exc}") from None
+        if isinstance(outcome, str):
+            if claimed:
+                raise Fail(f"{outcome}, though its kernelspec claims protocol {claimed_text}")
+            # JEP 66 reads kernel_protocol_version >= 5.5 as a claim; jupyter_client's
+            # kernels.rst puts the handshake in 5.6. Only the latter is counted as a claim.
+            raise Skip(
+                f"not supported: {outcome} (kernelspec protocol {claimed_text}; the handshake "
+                "is claimed from 5.6)"
+            )
+        registration, identities = outcome
+        if registration.kernel_id != kernel.kernel_id:
+            raise Fail(
+                f"registered kernel_id {registration.kernel_id!r}, the file said "
+                f"{kernel.kernel_id!r}"
+            )
+        kernel.acknowledge(identities)
+        kernel.client(registration, kc)
+        for channel in ("shell", "control"):
+            msg_id = kc.send(channel, "kernel_info_request", {})
+            try:
+                kc.reply(channel, msg_id)
+            except NoReply:
+                port = registration.ports[f"{channel}_port"]
+                raise Fail(
+                    f"no kernel_info_reply on the registered {channel} port {port}"
+                ) from None
+        kc.send("control", "shutdown_request", {"restart": False})
+        written = kernel.written_ports()
+        if written is None:
+            rewritten = "; the registration file was not replaced by a connection file"
+        elif all(written.get(k) == v for k, v in registration.ports.items()):
+            rewritten = ", and wrote them into a connection file"
+        else:
+            raise Fail(
+                f"the connection file the kernel wrote has other ports than it registered: "
+                f"{ {k: written.get(k) for k in registration.ports} } vs "
+                f"{dict(registration.ports)}"
+            )
+        return f"registered its ports, answered kernel_info on them{rewritten}"
+    finally:
+        kc.close()
+        kernel.close(ctx.options.shutdown_grace)
 
 
 # -- samples (what jupyter_kernel_test covers, kept for completeness) -----------------------
