@@ -166,19 +166,24 @@ def test_console_interrupt(jupyter_env: JupyterEnv) -> None:
 ANSI = r"(?:\x1b\[[0-9;?]*[A-Za-z])*"
 
 
-def test_console_tab_completion(jupyter_env: JupyterEnv) -> None:
-    """The full prompt_toolkit interface (no --simple-prompt, which has no completion): Tab
-    completes a word the echo kernel has seen, through complete_request."""
-    child = pexpect.spawn(
+def full_console(kernel: str) -> pexpect.spawn:
+    """``jupyter console`` with its full prompt_toolkit interface, in a pty."""
+    return pexpect.spawn(
         CONSOLE,
         # Its complete_request gives up after 5 s by default: generous for a loaded machine.
-        ["--kernel", "echo", "--ZMQCompleter.timeout=60"],
+        ["--kernel", kernel, "--ZMQCompleter.timeout=60"],
         # No cursor position requests: nobody in the pty answers them.
         env={**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1"},
         encoding="utf-8",
         timeout=60,
         dimensions=(50, 200),
     )
+
+
+def test_console_tab_completion(jupyter_env: JupyterEnv) -> None:
+    """The full prompt_toolkit interface (no --simple-prompt, which has no completion): Tab
+    completes a word the echo kernel has seen, through complete_request."""
+    child = full_console("echo")
     try:
         child.expect(rf"In \[{ANSI}1{ANSI}\]: ")
         child.send("zebrafish42 runs\r")
@@ -199,14 +204,7 @@ def test_console_lua_cells_completion_and_interrupt(jupyter_env: JupyterEnv) -> 
     """The Lua kernel in the full interface: cells with output and results, Tab completion of
     ``string.fo`` (complete_request), and Ctrl-C stopping ``while true do end`` (SIGINT to
     the kernel: its kernelspec's interrupt_mode is signal); its state survives."""
-    child = pexpect.spawn(
-        CONSOLE,
-        ["--kernel", "lua54", "--ZMQCompleter.timeout=60"],
-        env={**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1"},
-        encoding="utf-8",
-        timeout=60,
-        dimensions=(50, 200),
-    )
+    child = full_console("lua54")
     try:
         child.expect(rf"In \[{ANSI}1{ANSI}\]: ")
         child.send("x = 6 * 7; print('x is', x)\r")
