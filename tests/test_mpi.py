@@ -351,6 +351,23 @@ def test_conformance_suite_passes_on_mpi_variants(
 # -- the Lua kernel's `mpi` table -----------------------------------------------------------------
 
 
+def test_conformance_suite_passes_on_lua_mpi_variant(lua_mpi_env: JupyterEnv) -> None:
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "kernelsdk", "conformance", "lua54-mpi2"),
+            *("--profile", "lua", "--format", "json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0, [r for r in report["results"] if r["status"] != "pass"]
+    skipped = {r["name"] for r in report["results"] if r["status"] == "skip"}
+    # user_expressions: the Lua kernel evaluates none; sigint_idle: interrupt_mode is message.
+    assert skipped <= {"user_expressions", "sigint_idle"}, report["results"]
+
+
 @pytest.fixture(scope="module")
 def lua_mpi_env(mpi_env: JupyterEnv) -> JupyterEnv:
     pytest.importorskip("kernelsdk_lua")
