@@ -167,3 +167,15 @@ def test_lua_notebook_through_nbclient() -> None:
     assert third[1].data == {"text/plain": '{1, 2, k = "v"}'}
     assert nb.metadata.language_info.name == "lua"
     nbformat.validate(nb)
+
+
+def test_lua_kernelspec_carries_the_logos(
+    lua_kernelspec: dict[str, Any], jupyter_env: JupyterEnv
+) -> None:
+    """JupyterLab's launcher shows them (it falls back to the first letter of the name)."""
+    spec_dir = jupyter_env.kernels_dir / "lua54"
+    for size in (32, 64):
+        png = (spec_dir / f"logo-{size}x{size}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert int.from_bytes(png[16:20], "big") == size  # IHDR width
+    assert (spec_dir / "logo-svg.svg").read_text().startswith("<svg")

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+from pathlib import Path
 from typing import Any, ClassVar
 
 from kernelsdk import (
@@ -153,6 +154,7 @@ class LuaKernel(BaseKernel):
     }
     display_name = "Lua 5.4"
     help_links = [{"text": "Lua reference manual", "url": "https://www.lua.org/manual/5.4/"}]
+    resources = Path(__file__).parent / "resources"  # the launcher's logos
 
     def __init__(self) -> None:
         super().__init__()
