@@ -116,6 +116,28 @@ def _explain(results: list[Result]) -> str:
     return "\n".join(f"{r.status:5} {r.name}: {r.message}" for r in results)
 
 
+def test_a_kernel_that_exits_at_its_first_launch_is_launched_again(
+    jupyter_env: JupyterEnv, tmp_path: Any
+) -> None:
+    """As when jupyter_client's chosen port was taken before the kernel bound it: the suite
+    launches once more; a kernel that exits at both launches is reported, not retried."""
+    from kernelsdk_conformance import EchoProfile
+
+    marker = tmp_path / "launched-once"
+    echo = " ".join(kernel_argv("echo"))
+    first_exits = f"if [ -e {marker} ]; then exec {echo}; fi; touch {marker}; exit 3"
+    spec = {"argv": ["sh", "-c", first_exits], "display_name": "x", "language": "echo"}
+    _write_spec(jupyter_env.kernels_dir, "conf-exits-once", spec)
+    results = run("conf-exits-once", EchoProfile(), checks=["kernel_info"], options=FAST)
+    assert _statuses(results) == {"kernel_info": "pass"}, _explain(results)
+    assert marker.exists()
+    spec["argv"] = ["sh", "-c", "exit 3"]
+    _write_spec(jupyter_env.kernels_dir, "conf-always-exits", spec)
+    results = run("conf-always-exits", EchoProfile(), checks=["kernel_info"], options=FAST)
+    assert results[0].status in ("fail", "error")
+    assert "exited during startup" in results[0].message, _explain(results)
+
+
 def test_echo_passes_every_applicable_check(specs: JupyterEnv) -> None:
     from kernelsdk_conformance import EchoProfile
 

@@ -38,6 +38,10 @@ class KernelDied(Exception):
     """The kernel process is gone (or stopped answering) when a check needed it."""
 
 
+class KernelExitedAtStartup(KernelDied):
+    """The kernel process exited before it answered its first kernel_info."""
+
+
 class NoReply(Exception):
     """An awaited message did not arrive within the timeout."""
 
@@ -179,7 +183,7 @@ class KernelClient:
         deadline = time.monotonic() + self.startup_timeout
         while True:
             if not self.alive():
-                raise KernelDied(f"kernel {self.kernel_name!r} exited during startup")
+                raise KernelExitedAtStartup(f"kernel {self.kernel_name!r} exited during startup")
             msg_id = self.send("shell", "kernel_info_request", {})
             try:
                 self.reply("shell", msg_id, timeout=1.0)

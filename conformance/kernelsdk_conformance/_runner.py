@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from jupyter_client.kernelspec import KernelSpecManager
 
-from ._client import KernelClient, KernelDied, NoReply
+from ._client import KernelClient, KernelDied, KernelExitedAtStartup, NoReply
 from .profiles import Profile, profile_for
 
 Status = Literal["pass", "fail", "skip", "error"]
@@ -109,20 +109,29 @@ class Context:
         return str(self.kernelspec.get("interrupt_mode") or "signal")
 
     def new_client(self) -> KernelClient:
-        client = KernelClient(
-            self.kernel_name,
-            timeout=self.options.timeout,
-            startup_timeout=self.options.startup_timeout,
-            spec_manager=self.spec_manager,
-            kernel_output=self.options.kernel_output,
-        )
-        self.clients.append(client)
-        try:
-            client.start()
-        except BaseException:
-            client.close()  # a kernel that started but never answered must not linger
-            raise
-        return client
+        for attempt in (1, 2):
+            client = KernelClient(
+                self.kernel_name,
+                timeout=self.options.timeout,
+                startup_timeout=self.options.startup_timeout,
+                spec_manager=self.spec_manager,
+                kernel_output=self.options.kernel_output,
+            )
+            self.clients.append(client)
+            try:
+                client.start()
+                return client
+            except KernelExitedAtStartup:
+                client.close()
+                # jupyter_client picks "free" ports by binding and releasing them; another
+                # process can take one before the kernel binds it (the race JEP 66 removes),
+                # and the kernel exits. A second launch gets new ports; twice is the kernel.
+                if attempt == 2:
+                    raise
+            except BaseException:
+                client.close()  # a kernel that started but never answered must not linger
+                raise
+        raise AssertionError("unreachable")
 
     def kernel(self) -> KernelClient:
         """The shared kernel, (re)started if it is not running."""
