@@ -474,20 +474,21 @@ def test_lua_interrupting_collectives(lua_mpi_env: JupyterEnv) -> None:
         stop_kernel_pair(km, kc)
 
 
-def test_lua_collectives_survive_random_interrupts(mpi_env: JupyterEnv) -> None:
-    """Hundreds of cells of collectives interrupted at random moments, on mpiexec -n 2 (no
-    kernel around them: the race needs many tries)."""
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_lua_collectives_survive_random_interrupts(mpi_env: JupyterEnv, ranks: int) -> None:
+    """Hundreds of cells of collectives interrupted at random moments, on mpiexec -n RANKS
+    (no kernel around them: the race needs many tries)."""
     pytest.importorskip("kernelsdk_lua")
     spec = json.loads((mpi_env.kernels_dir / "echo-mpi2" / "kernel.json").read_text())
     script = TESTS_DIR / "lua_collectives_stress.py"
     proc = subprocess.run(
-        [spec["argv"][0], "-n", "2", sys.executable, str(script), "1", "300"],
+        [spec["argv"][0], "-n", str(ranks), sys.executable, str(script), "1", "300"],
         capture_output=True,
         text=True,
         timeout=240,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "rank 0 ok" in proc.stdout and "rank 1 ok" in proc.stdout
+    assert all(f"rank {r} ok" in proc.stdout for r in range(ranks)), proc.stdout
 
 
 def test_lua_allreduce_on_four_ranks(lua_mpi_env: JupyterEnv) -> None:
