@@ -47,6 +47,7 @@ from ._context import ExecuteContext, MimeBundle
 from ._exceptions import ConfigError, ExecutionError
 from ._kernel import BaseKernel, Completions, IsComplete
 from ._message import Header, Message
+from ._server import _error_content
 
 if TYPE_CHECKING:
     from mpi4py import MPI
@@ -122,18 +123,6 @@ async def _poll(comm: MPI.Intracomm, source: int, tag: int) -> Any:
             await trio.lowlevel.checkpoint()
         else:
             await trio.sleep(min(_MAX_POLL_SLEEP, idle / 20))
-
-
-def _error_content(exc: BaseException) -> dict[str, Any]:
-    if isinstance(exc, ExecutionError):
-        return {"ename": exc.ename, "evalue": exc.evalue, "traceback": list(exc.traceback)}
-    import traceback
-
-    return {
-        "ename": type(exc).__name__,
-        "evalue": str(exc),
-        "traceback": traceback.format_exception(exc),
-    }
 
 
 _INTERRUPTED: Final = {

@@ -81,6 +81,30 @@ def stdout(outputs: list[dict[str, Any]]) -> str:
     )
 
 
+def lines(kc: BlockingKernelClient, code: str) -> list[str]:
+    """Run a cell that must succeed; its stdout lines, sorted."""
+    reply, outputs = run(kc, code)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return sorted(stdout(outputs).splitlines())
+
+
+def _interrupt(km: Any, kc: BlockingKernelClient, code: str, ranks: int = 2) -> None:
+    """Run ``code`` (which prints "started" on every rank first), interrupt it once every rank
+    has started, and check the reply."""
+    msg_id = kc.execute(code)
+    seen = ""
+    while seen.count("started") < ranks:
+        msg = kc.get_iopub_msg(timeout=TIMEOUT)
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+            seen += msg["content"]["text"]
+    km.interrupt_kernel()  # interrupt_mode "message": an interrupt_request on control
+    reply = kc.get_shell_msg(timeout=TIMEOUT)
+    while reply["parent_header"]["msg_id"] != msg_id:  # a late kernel_info_reply
+        reply = kc.get_shell_msg(timeout=TIMEOUT)
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+
+
 # -- the kernelspec ---------------------------------------------------------------------------
 
 
@@ -201,24 +225,8 @@ def test_interrupt_three_times(mpi_env: JupyterEnv, command: str) -> None:
     km, kc = start_kernel_pair(mpi_env, "probe-mpi2")
     try:
         for _ in range(3):
-            msg_id = kc.execute(f"print started\n{command}")
-            seen = ""
-            while seen.count("started") < 2:  # both ranks are inside the cell
-                msg = kc.get_iopub_msg(timeout=TIMEOUT)
-                if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
-                    seen += msg["content"]["text"]
-            km.interrupt_kernel()  # interrupt_mode "message": an interrupt_request on control
-            reply = kc.get_shell_msg(timeout=TIMEOUT)
-            while reply["parent_header"]["msg_id"] != msg_id:  # a late kernel_info_reply
-                reply = kc.get_shell_msg(timeout=TIMEOUT)
-            assert reply["content"]["status"] == "error"
-            assert reply["content"]["ename"] == "KeyboardInterrupt"
-            reply, outputs = run(kc, "rank")
-            assert reply["content"]["status"] == "ok"
-            assert sorted(stdout(outputs).splitlines()) == [
-                "[rank 0] I am rank 0",
-                "[rank 1] I am rank 1",
-            ]
+            _interrupt(km, kc, f"print started\n{command}")
+            assert lines(kc, "rank") == ["[rank 0] I am rank 0", "[rank 1] I am rank 1"]
     finally:
         stop_kernel_pair(km, kc)
 
@@ -376,13 +384,6 @@ def lua_mpi_env(mpi_env: JupyterEnv) -> JupyterEnv:
     return mpi_env
 
 
-def lines(kc: BlockingKernelClient, code: str) -> list[str]:
-    """Run a cell that must succeed; its stdout lines, sorted."""
-    reply, outputs = run(kc, code)
-    assert reply["content"]["status"] == "ok", reply["content"]
-    return sorted(stdout(outputs).splitlines())
-
-
 def test_lua_collectives_on_two_ranks(lua_mpi_env: JupyterEnv) -> None:
     km, kc = start_kernel_pair(lua_mpi_env, "lua54-mpi2")
     try:
@@ -426,23 +427,6 @@ def test_lua_collectives_on_two_ranks(lua_mpi_env: JupyterEnv) -> None:
         assert lines(kc, "print(mpi.allreduce(mpi.rank))") == ["[rank 0] 1", "[rank 1] 1"]
     finally:
         stop_kernel_pair(km, kc)
-
-
-def _interrupt(km: Any, kc: BlockingKernelClient, code: str, ranks: int = 2) -> None:
-    """Run ``code`` (which prints "started" on every rank first), interrupt it once every rank
-    has started, and check the reply."""
-    msg_id = kc.execute(code)
-    seen = ""
-    while seen.count("started") < ranks:
-        msg = kc.get_iopub_msg(timeout=TIMEOUT)
-        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
-            seen += msg["content"]["text"]
-    km.interrupt_kernel()  # interrupt_mode "message"
-    reply = kc.get_shell_msg(timeout=TIMEOUT)
-    while reply["parent_header"]["msg_id"] != msg_id:
-        reply = kc.get_shell_msg(timeout=TIMEOUT)
-    assert reply["content"]["status"] == "error"
-    assert reply["content"]["ename"] == "KeyboardInterrupt"
 
 
 def test_lua_interrupt_three_times(lua_mpi_env: JupyterEnv) -> None:
