@@ -113,6 +113,10 @@ DEFS: dict[str, KernelDef] = {
         lambda s: f"spin {s}",
         lambda s: f"spin-inline {s}",
     ),
+    # The Python floor (benchmarks/floor_kernel.py): no SDK, blocking pyzmq, echo semantics.
+    "py-floor": KernelDef(
+        "py-floor", "Python floor (no SDK)", False, "x", _echo_output, None, None
+    ),
     # kernels/lua (installed by `BENCH_LUA=1 scripts/bench`); skipped when not installed.
     "lua54": KernelDef(
         "lua54", "Lua 5.4 (kernelsdk)", True, 'print("x");\n"x"', _lua_output, _lua_sleep, _lua_spin
@@ -161,6 +165,9 @@ def find_spec(name: str) -> LaunchSpec | None:
     if name == "ksdk-bench":
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(BENCH_DIR), env.get("PYTHONPATH")) if p)
         argv = [sys.executable, "-m", "kernelsdk", "run", "bench_kernel:BenchKernel"]
+        return LaunchSpec([*argv, "-f", "{connection_file}"], env, "builtin (benchmarks/)")
+    if name == "py-floor":
+        argv = [sys.executable, str(BENCH_DIR / "floor_kernel.py")]
         return LaunchSpec([*argv, "-f", "{connection_file}"], env, "builtin (benchmarks/)")
     for d in _kernel_dirs():
         spec_file = d / name / "kernel.json"

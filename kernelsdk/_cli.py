@@ -103,6 +103,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="CONNECTION_FILE",
         help="the connection file written by the Jupyter client",
     )
+    p.add_argument(
+        "--class",
+        dest="kernel_class",
+        metavar="MODULE:CLASS",
+        help="the class KERNEL named at install time: imported first, which skips reading "
+        "every distribution's entry points (kernelspecs written by install pass it)",
+    )
     p.add_argument("--packer", choices=["json", "msgpack"], default="json")
     p.add_argument("--mpi", action="store_true", help="run on every rank of an MPI job")
     p.add_argument("--mpi-output", choices=["all", "rank0", "grouped"], default="all")
@@ -260,7 +267,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         # does): a kernel must start anyway, as ipykernel does.
         print(f"{PROG} run: ignoring arguments {' '.join(args.ignored)}", file=sys.stderr)
 
-    cls = load_kernel(args.kernel)
+    cls = load_kernel(args.kernel, hint=args.kernel_class)
     from ._runtime import run_kernel
 
     if args.mpi:

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from kernelsdk import _entrypoints, _runtime
+from kernelsdk import _runtime
 from kernelsdk._cli import main
 from kernelsdk._entrypoints import available_kernels, load_kernel
-from kernelsdk._exceptions import KernelNotFoundError
+from kernelsdk._exceptions import ConfigError, KernelNotFoundError
 from kernelsdk._install import installed, kernelspec_for
 
 TOY_MODULE = textwrap.dedent(
@@ -137,7 +137,11 @@ def user_error(proc: subprocess.CompletedProcess[str]) -> str:
     return proc.stderr
 
 
-ARGV_TAIL = ["-m", "kernelsdk", "run", "toy", "-f", "{connection_file}"]
+# The class is passed too, so a kernel start need not read every distribution's entry points.
+ARGV_TAIL = [
+    *("-m", "kernelsdk", "run", "toy", "-f", "{connection_file}"),
+    *("--class", "toykernels:ToyKernel"),
+]
 
 
 # -- install --------------------------------------------------------------------------------
@@ -381,17 +385,20 @@ def test_run_loads_the_class_and_calls_the_runtime(
     ]
 
 
-def test_run_path_stays_light(toy: Toy) -> None:
-    """``run`` (every kernel start) imports neither jupyter_client nor jupyter_core."""
+@pytest.mark.parametrize("hint", [False, True], ids=["name", "name-and-class"])
+def test_run_path_stays_light(toy: Toy, hint: bool) -> None:
+    """``run`` (every kernel start) imports neither jupyter_client nor jupyter_core, and with
+    the ``--class`` an installed kernelspec passes, not even importlib.metadata."""
+    args = ["run", "toy", "-f", "conn.json"] + (["--class", "toykernels:ToyKernel"] * hint)
     code = textwrap.dedent(
-        """
+        f"""
         import sys
         import kernelsdk._runtime as runtime
         runtime.run_kernel = lambda cls, cf, **kw: print(cls.__name__, cf, kw)
         from kernelsdk._cli import main
-        status = main(["run", "toy", "-f", "conn.json"])
-        jupyter = ("jupyter_client", "jupyter_core")
-        print(sorted(m for m in sys.modules if m.split(".")[0] in jupyter))
+        status = main({args!r})
+        heavy = ("jupyter_client", "jupyter_core", "importlib.metadata")
+        print(sorted(m for m in heavy if m in sys.modules))
         raise SystemExit(status)
         """
     )
@@ -401,7 +408,7 @@ def test_run_path_stays_light(toy: Toy) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
         "ToyKernel conn.json {'packer': 'json', 'log_level': 'WARNING'}",
-        "[]",
+        "[]" if hint else "['importlib.metadata']",
     ]
 
 
@@ -414,7 +421,7 @@ def test_load_kernel_reads_entry_points_once(toy: Toy, monkeypatch: pytest.Monke
         calls += 1
         return real(**kwargs)
 
-    monkeypatch.setattr(_entrypoints, "entry_points", counting)
+    monkeypatch.setattr(importlib.metadata, "entry_points", counting)
     with pytest.raises(KernelNotFoundError, match=r"available kernels: .*plain.*toy"):
         load_kernel("nope")
     assert calls == 1
@@ -422,6 +429,14 @@ def test_load_kernel_reads_entry_points_once(toy: Toy, monkeypatch: pytest.Monke
     assert calls == 2
     assert load_kernel("toykernels:ToyKernel").__name__ == "ToyKernel"  # no scan at all
     assert calls == 2
+    # An installed kernelspec's hint: no scan either, unless the class has gone since.
+    assert load_kernel("toy", hint="toykernels:ToyKernel").__name__ == "ToyKernel"
+    assert calls == 2
+    assert load_kernel("toy", hint="toykernels:MovedKernel").__name__ == "ToyKernel"
+    assert load_kernel("toy", hint="gone_module:ToyKernel").__name__ == "ToyKernel"
+    assert calls == 4
+    with pytest.raises(ConfigError, match="not a kernel class"):
+        load_kernel("toy", hint="toykernels:ToyKernel.language_info")  # not skipped
 
 
 def test_kernelspec_for_extra_args() -> None:
