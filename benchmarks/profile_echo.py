@@ -53,7 +53,7 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("HMAC signing/verifying", ("hmac.py", "Session.sign", "Session._verify")),
     ("JSON encode", ("json/encoder.py", "json_pack")),
     ("JSON decode", ("json/decoder.py", "json_unpack")),
-    ("clock / ids (utc_now, uuid)", ("_clock.py", "uuid.py")),
+    ("clock / ids (UtcClock, uuid)", ("_clock.py", "uuid.py")),
     ("message objects (attrs Header/Message, to_dict)", ("kernelsdk._message", "_message.py")),
     ("protocol core (_protocol, _session, _events)", ("_protocol.py", "_session.py", "_events")),
     ("zmq driver (_trio_zmq, _zmq_transport)", ("_trio_zmq.py", "_zmq_transport.py")),

@@ -30,7 +30,7 @@ import attrs
 
 from ._events import Channel, Event, InputReply, InvalidMessage, Outgoing, Request, Subscription
 from ._exceptions import RemoteProtocolError
-from ._message import Header, Message
+from ._message import Message
 from ._session import Session
 from ._version import PROTOCOL_VERSION
 
@@ -198,23 +198,24 @@ class KernelProtocol:
         buffers: Sequence[bytes] = (),
     ) -> tuple[bytes, ...]:
         self._counter += 1
-        header = Header(
-            msg_id=f"{self.session_id}_{self._counter}",
-            msg_type=msg_type,
-            session=self.session_id,
-            username=self.username,
-            date=self._clock(),
-            version=PROTOCOL_VERSION,
+        header = {
+            "msg_id": f"{self.session_id}_{self._counter}",
+            "msg_type": msg_type,
+            "session": self.session_id,
+            "username": self.username,
+            "date": self._clock(),
+            "version": PROTOCOL_VERSION,
+        }
+        return tuple(
+            self.session.pack_frames(
+                header,
+                content,
+                parent.header if parent is not None else None,
+                metadata,
+                identities=identities,
+                buffers=buffers,
+            )
         )
-        msg = Message(
-            header=header,
-            content=content,
-            parent_header=parent.header if parent is not None else None,
-            metadata=metadata if metadata is not None else {},
-            buffers=tuple(buffers),
-            identities=identities,
-        )
-        return tuple(self.session.serialize(msg))
 
     def reply(
         self, request: Request, content: dict[str, Any], metadata: dict[str, Any] | None = None

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from ._clock import utc_now
+from ._clock import UtcClock
 from ._connection import ConnectionInfo
 from ._exceptions import RemoteProtocolError, TransportError
 from ._kernel import BaseKernel
@@ -58,7 +58,7 @@ async def open_kernel(
     """
     transport = ZmqTransport.bind(info)
     session = Session(info.key.encode(), info.signature_scheme, get_packer(packer))
-    protocol = KernelProtocol(session, session_id=uuid.uuid4().hex, clock=utc_now)
+    protocol = KernelProtocol(session, session_id=uuid.uuid4().hex, clock=UtcClock())
     server = KernelServer(kernel, transport, protocol)
     try:
         if info.registers:

@@ -48,6 +48,8 @@ log = logging.getLogger("kernelsdk")
 _current_parent: ContextVar[Message | None] = ContextVar("kernelsdk_parent", default=None)
 
 _QueuedIOPub = tuple[str, dict[str, Any], Message | None, dict[str, Any] | None, Sequence[bytes]]
+#: At most this many messages are built before the IOPub writer sends them.
+_MAX_BATCH = 64
 #: What the IOPub queue holds: a message to build, a built one, or a flush marker to set.
 _IOPubItem = _QueuedIOPub | Outgoing | trio.Event
 
@@ -163,26 +165,35 @@ class KernelServer:
         return f"{self.protocol.session_id}-comm-{self._comm_ids}"
 
     async def _iopub_writer(self) -> None:
-        # One checkpoint per batch, not per message: a cell's outputs, reply and idle usually
-        # leave together, and the sockets take them without waiting (no high-water mark).
+        # What is queued is built first, then sent back to back, yielding once per batch. A
+        # cell's outputs, reply and idle usually leave together: sent in one burst they reach
+        # libzmq's I/O thread before it has gone back to sleep, so it is woken once per batch
+        # rather than once per message (see docs/performance.md).
+        batch: list[tuple[Channel, Sequence[bytes]]] = []
         async for item in self._iopub_recv:
             while True:
-                out = self._iopub_outgoing(item)
-                if out is not None:
-                    try:
-                        self.transport.send_nowait(out.channel, out.frames)
-                    except trio.WouldBlock:
-                        await self.transport.send(out.channel, out.frames)
+                if isinstance(item, trio.Event):
+                    # A flush marker: set once everything queued before it has been sent.
+                    await self._send_batch(batch)
+                    item.set()
+                elif (out := self._iopub_outgoing(item)) is not None:
+                    batch.append((out.channel, out.frames))
+                    if len(batch) >= _MAX_BATCH:  # a flood of output: keep memory bounded
+                        await self._send_batch(batch)
                 try:
                     item = self._iopub_recv.receive_nowait()
                 except trio.WouldBlock:
                     break
+            await self._send_batch(batch)
 
-    def _iopub_outgoing(self, item: _IOPubItem) -> Outgoing | None:
-        """The frames to send for a queued item (None for a flush marker, now set)."""
-        if isinstance(item, trio.Event):
-            item.set()
-            return None
+    async def _send_batch(self, batch: list[tuple[Channel, Sequence[bytes]]]) -> None:
+        sent = self.transport.send_batch_nowait(batch)
+        for channel, frames in batch[sent:]:  # only when a socket cannot take more now
+            await self.transport.send(channel, frames)
+        batch.clear()
+
+    def _iopub_outgoing(self, item: _QueuedIOPub | Outgoing) -> Outgoing | None:
+        """The frames to send for a queued item (None if it cannot be encoded)."""
         if isinstance(item, Outgoing):
             return item
         msg_type, content, parent, metadata, buffers = item

@@ -20,7 +20,7 @@ import hashlib
 import hmac
 from collections import deque
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 from ._exceptions import ConfigError, RemoteProtocolError
 from ._message import Header, Message
@@ -72,6 +72,8 @@ class Session:
         self._history_size = replay_history
         self._seen: set[bytes] = set()
         self._seen_order: deque[bytes] = deque()
+        self._empty = packer.pack({})
+        self._last_parent: tuple[Header, bytes] | None = None
 
     @property
     def signs(self) -> bool:
@@ -89,14 +91,47 @@ class Session:
 
     def serialize(self, msg: Message) -> list[bytes]:
         """Frames for ``msg``, ready for ``send_multipart``."""
+        return self.pack_frames(
+            msg.header.to_dict(),
+            msg.content,
+            msg.parent_header,
+            msg.metadata,
+            identities=msg.identities,
+            buffers=msg.buffers,
+        )
+
+    def pack_frames(
+        self,
+        header: dict[str, Any],
+        content: dict[str, Any],
+        parent_header: Header | None = None,
+        metadata: dict[str, Any] | None = None,
+        *,
+        identities: Sequence[bytes] = (),
+        buffers: Sequence[bytes] = (),
+    ) -> list[bytes]:
+        """Frames for a message given as a header dict (what :meth:`serialize` does without
+        building a :class:`~kernelsdk.Message` first: the kernel's hot path)."""
         pack = self.packer.pack
         parts = [
-            pack(msg.header.to_dict()),
-            pack(msg.parent_header.to_dict()) if msg.parent_header is not None else pack({}),
-            pack(msg.metadata),
-            pack(msg.content),
+            pack(header),
+            self._pack_parent(parent_header),
+            pack(metadata) if metadata else self._empty,
+            pack(content),
         ]
-        return [*msg.identities, DELIMITER, self.sign(parts), *parts, *msg.buffers]
+        return [*identities, DELIMITER, self.sign(parts), *parts, *buffers]
+
+    def _pack_parent(self, parent: Header | None) -> bytes:
+        # A request's busy, outputs, reply and idle all carry its header as parent: pack it
+        # once per request, not once per message.
+        if parent is None:
+            return self._empty
+        cached = self._last_parent
+        if cached is not None and cached[0] is parent:
+            return cached[1]
+        packed = self.packer.pack(parent.to_dict())
+        self._last_parent = (parent, packed)
+        return packed
 
     def deserialize(self, frames: Sequence[bytes]) -> Message:
         """Verify and decode one multipart message.

@@ -21,8 +21,9 @@ class Transport(Protocol):
 
     async def send(self, channel: Channel, frames: Sequence[bytes]) -> None: ...
 
-    def send_nowait(self, channel: Channel, frames: Sequence[bytes]) -> None:
-        """Send at once if possible; raises ``trio.WouldBlock`` (nothing sent) otherwise."""
+    def send_batch_nowait(self, messages: Sequence[tuple[Channel, Sequence[bytes]]]) -> int:
+        """Send messages in order for as long as each can be sent at once; returns how many
+        were sent (the rest, from the first that would block, are not)."""
         ...
 
     async def receive(self, channel: Channel) -> list[bytes]: ...

@@ -36,8 +36,9 @@ Hence the rules this module follows:
    tasks are unparked and find the socket closed.
 
 Every operation is a Trio checkpoint: ``checkpoint_if_cancelled`` before (a cancelled
-operation did not happen) and ``cancel_shielded_checkpoint`` after success (busy loops stay
-fair, and a completed operation is never reported as cancelled). The common case, an
+operation did not happen) and, when it succeeded without having to wait,
+``cancel_shielded_checkpoint`` after (busy loops stay fair, and a completed operation is never
+reported as cancelled); an operation that waited has yielded already. The common case, an
 operation that succeeds immediately with nobody else waiting, costs one NOBLOCK call plus
 those two checkpoints.
 
@@ -59,13 +60,36 @@ from kernelsdk._exceptions import TransportError
 
 __all__ = ["TrioSocket"]
 
-_NOBLOCK: Final = zmq.NOBLOCK
-_EVENTS: Final = zmq.EVENTS
-_POLLIN: Final = zmq.POLLIN
-_POLLOUT: Final = zmq.POLLOUT
+# Plain ints, not pyzmq's enum members: combining or testing IntFlag members runs Python-level
+# enum code (about 1.5 us per operation on the project's machine), and pyzmq's
+# send_multipart/recv_multipart do that once per frame. This module has its own frame loops
+# (_send_frames, _recv_frames) that pass ints straight to the Cython socket methods.
+_NOBLOCK: Final = int(zmq.NOBLOCK)
+_MORE_NOBLOCK: Final = int(zmq.SNDMORE | zmq.NOBLOCK)
+_EVENTS: Final = int(zmq.EVENTS)
+_RCVMORE: Final = int(zmq.RCVMORE)
+_POLLIN: Final = int(zmq.POLLIN)
+_POLLOUT: Final = int(zmq.POLLOUT)
 
 # Sleeps for rule 4, indexed by how many times in a row the retry found its flag set.
 _BACKOFF: Final = (0.0, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005)
+
+
+def _send_frames(sock: zmq.Socket[Any], frames: Sequence[bytes]) -> None:
+    """``sock.send_multipart(frames, NOBLOCK)`` without pyzmq's per-frame enum arithmetic."""
+    send = sock.send
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        send(frame, _MORE_NOBLOCK if i < last else _NOBLOCK)
+
+
+def _recv_frames(sock: zmq.Socket[Any]) -> list[bytes]:
+    """``sock.recv_multipart(NOBLOCK)`` reading RCVMORE as a plain int."""
+    recv, get = sock.recv, sock.get
+    frames = [recv(_NOBLOCK)]
+    while get(_RCVMORE):
+        frames.append(recv(_NOBLOCK))
+    return frames
 
 
 @final
@@ -96,34 +120,46 @@ class TrioSocket:
         """Send one multipart message, waiting while the socket cannot accept it."""
         await trio.lowlevel.checkpoint_if_cancelled()
         spins = 0
+        waited = False  # _wait always yields: a checkpoint has happened
         while True:
             try:
                 # libzmq accepts the rest of a multipart message once the first frame is
                 # in, so a NOBLOCK EAGAIN always means "nothing sent".
-                self._sock.send_multipart(frames, _NOBLOCK)
+                _send_frames(self._sock, frames)
                 break
             except zmq.Again:
                 spins = await self._wait(_POLLOUT, spins)
+                waited = True
             except zmq.ZMQError as exc:
                 raise self._error(exc) from exc
         if self._readers or self._writers:
             self._wake_ready()
-        await trio.lowlevel.cancel_shielded_checkpoint()
+        if not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
-    def send_multipart_nowait(self, frames: Sequence[bytes]) -> None:
+    def send_multipart_nowait(self, frames: Sequence[bytes], *, wake: bool = True) -> None:
         """Send one multipart message if the socket can take it now.
+
+        With ``wake=False`` the caller sends several messages in a row and calls
+        :meth:`wake_waiters` once after the last, before its task yields (rule 2 only needs
+        the waiters woken before anyone else runs).
 
         Raises:
             trio.WouldBlock: the socket cannot take it without waiting (nothing was sent).
         """
         try:
-            self._sock.send_multipart(frames, _NOBLOCK)
+            _send_frames(self._sock, frames)
         except zmq.Again:
             if self._readers or self._writers:
                 self._wake_ready()
             raise trio.WouldBlock from None
         except zmq.ZMQError as exc:
             raise self._error(exc) from exc
+        if wake and (self._readers or self._writers):
+            self._wake_ready()
+
+    def wake_waiters(self) -> None:
+        """Wake the tasks waiting for a flag that is now set (after ``wake=False`` sends)."""
         if self._readers or self._writers:
             self._wake_ready()
 
@@ -131,17 +167,20 @@ class TrioSocket:
         """Receive one multipart message, waiting until one is available."""
         await trio.lowlevel.checkpoint_if_cancelled()
         spins = 0
+        waited = False  # _wait always yields: a checkpoint has happened
         while True:
             try:
-                frames = self._sock.recv_multipart(_NOBLOCK)
+                frames = _recv_frames(self._sock)
                 break
             except zmq.Again:
                 spins = await self._wait(_POLLIN, spins)
+                waited = True
             except zmq.ZMQError as exc:
                 raise self._error(exc) from exc
         if self._readers or self._writers:
             self._wake_ready()
-        await trio.lowlevel.cancel_shielded_checkpoint()
+        if not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
         return frames
 
     def recv_multipart_nowait(self) -> list[bytes]:
@@ -151,7 +190,7 @@ class TrioSocket:
             trio.WouldBlock: no message is waiting.
         """
         try:
-            frames = self._sock.recv_multipart(_NOBLOCK)
+            frames = _recv_frames(self._sock)
         except zmq.Again:
             # The call processed pending commands, perhaps an edge a waiter counts on.
             if self._readers or self._writers:
@@ -172,16 +211,19 @@ class TrioSocket:
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         spins = 0
+        waited = False  # _wait always yields: a checkpoint has happened
         while True:
             try:
-                events = cast(int, self._sock.getsockopt(_EVENTS))
+                events = cast(int, self._sock.get(_EVENTS))
             except zmq.ZMQError as exc:
                 raise self._error(exc) from exc
             self._wake(events)  # reading EVENTS may have eaten another waiter's edge
             if events & _POLLIN:
                 break
             spins = await self._wait(_POLLIN, spins)
-        await trio.lowlevel.cancel_shielded_checkpoint()
+            waited = True
+        if not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     def close(self, linger: int | None = None) -> None:
         """Close the socket; tasks waiting on it get trio.ClosedResourceError."""
@@ -206,7 +248,7 @@ class TrioSocket:
         Returns the new count of consecutive retries that found ``flag`` already set.
         """
         try:
-            events = cast(int, self._sock.getsockopt(_EVENTS))
+            events = cast(int, self._sock.get(_EVENTS))
         except zmq.ZMQError as exc:
             raise self._error(exc) from exc
         # Reading EVENTS processed pending commands: it may have eaten an edge that the
@@ -248,7 +290,7 @@ class TrioSocket:
     def _wake_ready(self) -> None:
         """After a successful operation, wake the waiters whose flag is now set."""
         try:
-            events = cast(int, self._sock.getsockopt(_EVENTS))
+            events = cast(int, self._sock.get(_EVENTS))
         except zmq.ZMQError:
             events = _POLLIN | _POLLOUT  # let the waiters find out what is wrong
         self._wake(events)

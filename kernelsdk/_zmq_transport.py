@@ -106,8 +106,23 @@ class ZmqTransport:
     async def send(self, channel: Channel, frames: Sequence[bytes]) -> None:
         await self._sockets[channel].send_multipart(frames)
 
-    def send_nowait(self, channel: Channel, frames: Sequence[bytes]) -> None:
-        self._sockets[channel].send_multipart_nowait(frames)
+    def send_batch_nowait(self, messages: Sequence[tuple[Channel, Sequence[bytes]]]) -> int:
+        # Waiters are checked once per socket after the batch, not after every message:
+        # each check reads ZMQ_EVENTS, a system call when no command is pending.
+        used: set[TrioSocket] = set()
+        sent = 0
+        try:
+            for channel, frames in messages:
+                sock = self._sockets[channel]
+                used.add(sock)
+                sock.send_multipart_nowait(frames, wake=False)
+                sent += 1
+        except trio.WouldBlock:
+            pass
+        finally:
+            for sock in used:
+                sock.wake_waiters()
+        return sent
 
     async def receive(self, channel: Channel) -> list[bytes]:
         return await self._sockets[channel].recv_multipart()

@@ -23,7 +23,7 @@ from typing import Any, final
 import attrs
 import trio
 
-from ._clock import utc_now
+from ._clock import UtcClock
 from ._events import Channel
 from ._kernel import BaseKernel
 from ._message import Header, Message
@@ -55,10 +55,13 @@ class MemoryTransport:
 
     # The kernel's side.
     async def send(self, channel: Channel, frames: Sequence[bytes]) -> None:
-        self.send_nowait(channel, frames)
+        self.send_batch_nowait([(channel, frames)])
+        await trio.lowlevel.checkpoint()
 
-    def send_nowait(self, channel: Channel, frames: Sequence[bytes]) -> None:
-        self._to_client[channel][0].send_nowait(list(frames))
+    def send_batch_nowait(self, messages: Sequence[tuple[Channel, Sequence[bytes]]]) -> int:
+        for channel, frames in messages:
+            self._to_client[channel][0].send_nowait(list(frames))
+        return len(messages)
 
     async def receive(self, channel: Channel) -> list[bytes]:
         while True:
@@ -130,6 +133,7 @@ class TestClient:
         self._iopub: dict[str, list[Message]] = {}
         self._replies: dict[str, Message] = {}
         self.input_replies: list[str] = []
+        self._clock = UtcClock()
 
     def message(self, msg_type: str, content: dict[str, Any] | None = None) -> Message:
         self._count += 1
@@ -138,7 +142,7 @@ class TestClient:
             msg_type=msg_type,
             session="test-client",
             username="test",
-            date=utc_now(),
+            date=self._clock(),
         )
         return Message(header, content or {}, identities=(_CLIENT_IDENTITY,))
 
@@ -202,7 +206,7 @@ async def open_test_kernel(
 ) -> AsyncIterator[TestClient]:
     """Serve ``kernel`` over a :class:`MemoryTransport` and yield a client for it."""
     transport = MemoryTransport()
-    protocol = KernelProtocol(Session(key), session_id="test-kernel", clock=utc_now)
+    protocol = KernelProtocol(Session(key), session_id="test-kernel", clock=UtcClock())
     # In memory nothing connects late, so no request waits for an IOPub subscriber.
     server = KernelServer(kernel, transport, protocol, subscriber_grace=0)
     async with trio.open_nursery() as nursery:

@@ -584,11 +584,13 @@ def test_heartbeat_echoes_during_gil_holding_c_call() -> None:
 
 
 @pytest.mark.parametrize("transport", ["inproc", "tcp"])
+@pytest.mark.parametrize("sends", ["await", "batch"])
 def test_send_that_eats_the_receivers_edge_wakes_it(
-    ctx: zmq.Context[Any], short_tmp: Path, transport: str
+    ctx: zmq.Context[Any], short_tmp: Path, transport: str, sends: str
 ) -> None:
     """A successful send processes libzmq's pending commands, including the "message
-    arrived" signal a receiving task is waiting for on the fd. The sender must wake it."""
+    arrived" signal a receiving task is waiting for on the fd. The sender must wake it; a
+    batch of sends that defers the check (``wake=False``) wakes it in ``wake_waiters``."""
     router, dealer_sock = _pair(ctx, zmq.ROUTER, zmq.DEALER, transport, short_tmp)
     router.rcvtimeo = DEADLINE * 1000
 
@@ -609,7 +611,12 @@ def test_send_that_eats_the_receivers_edge_wakes_it(
                 # Without yielding to Trio: let the message arrive and libzmq's command
                 # throttle (about 1 ms) expire, so the next send processes the commands.
                 time.sleep(0.05)
-                await dealer.send_multipart([b"eats the edge"])
+                if sends == "await":
+                    await dealer.send_multipart([b"eats the edge"])
+                else:
+                    for part in (b"eats", b"the", b"edge"):
+                        dealer.send_multipart_nowait([part], wake=False)
+                    dealer.wake_waiters()
         assert got == [[b"for the receiver"]]
         dealer.close()
 

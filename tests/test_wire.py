@@ -8,9 +8,11 @@ import hmac
 import json
 import math
 import re
+import time
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
+import attrs
 import msgpack
 import pytest
 import strategies as sst
@@ -105,6 +107,26 @@ GOOD_HEADER = {
 
 
 # -- round trips ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("packer", PACKERS, ids=lambda p: p.name)
+def test_pack_frames_is_serialize_without_a_message(packer: Packer) -> None:
+    """The kernel's hot path packs a header dict directly; parents are packed once and
+    reused while the same parent header object comes back (one request's messages)."""
+    session = Session(KEY, packer=packer)
+    first, second = make_message(msg_id="p-1").header, make_message(msg_id="p-2").header
+    for parent in (first, first, second, first, None):
+        msg = make_message("stream", {"text": "x"}, parent=parent, metadata={"m": 1})
+        assert session.pack_frames(
+            msg.header.to_dict(),
+            msg.content,
+            parent,
+            msg.metadata,
+            identities=msg.identities,
+            buffers=(b"buf",),
+        ) == Session(KEY, packer=packer).serialize(attrs.evolve(msg, buffers=(b"buf",)))
+    frames = session.pack_frames(GOOD_HEADER, {})  # no parent, no metadata: empty dicts
+    assert [packer.unpack(f) for f in frames[3:5]] == [{}, {}]
 
 
 @pytest.mark.parametrize("packer", PACKERS, ids=lambda p: p.name)
@@ -612,13 +634,20 @@ def test_jupyter_client_round_trip_property(
 
 
 def test_outgoing_header_dates_have_a_timezone() -> None:
-    from kernelsdk._clock import utc_now
+    from kernelsdk._clock import UtcClock
 
-    stamp = utc_now()
-    assert ISO_WITH_TZ.match(stamp)
-    assert stamp.endswith("Z")
-    assert datetime.fromisoformat(stamp).tzinfo is not None
-    protocol = KernelProtocol(Session(KEY), session_id="k", clock=utc_now)
+    clock = UtcClock()
+    before = datetime.now(UTC).replace(microsecond=0)
+    stamps = [clock() for _ in range(3)]
+    time.sleep(1.01)  # the cached second must roll over
+    stamps.append(clock())
+    after = datetime.now(UTC)
+    for stamp in stamps:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp), stamp
+        assert before <= datetime.fromisoformat(stamp) <= after
+    assert stamps == sorted(stamps)
+    assert stamps[-1][:19] != stamps[0][:19]
+    protocol = KernelProtocol(Session(KEY), session_id="k", clock=clock)
     out = protocol.status("idle", None)
     jc = JupyterSession(key=KEY)
     d = jc.deserialize(jc.feed_identities(list(out.frames))[1])
