@@ -56,7 +56,6 @@ class MemoryTransport:
     # The kernel's side.
     async def send(self, channel: Channel, frames: Sequence[bytes]) -> None:
         self.send_batch_nowait([(channel, frames)])
-        await trio.lowlevel.checkpoint()
 
     def send_batch_nowait(self, messages: Sequence[tuple[Channel, Sequence[bytes]]]) -> int:
         for channel, frames in messages:

@@ -101,6 +101,19 @@ class Scripted(BaseKernel):
         if cmd == "stderr":
             ctx.stderr(arg)
             return None
+        if cmd == "burst":  # burst stdout:a,stderr:b,display:c,...: outputs queued at once
+            for part in arg.split(","):
+                kind, _, text = part.partition(":")
+                if kind == "display":
+                    ctx.display({"text/plain": text})
+                else:
+                    ctx.stream(kind, text)
+            return None
+        if cmd == "chunks":  # chunks COUNT SIZE: COUNT stdout writes of SIZE characters
+            count, size = (int(x) for x in arg.split())
+            for i in range(count):
+                ctx.stdout(str(i % 10) * size)
+            return None
         if cmd == "input":
             value = await ctx.input(arg)
             ctx.print(f"got {value}")
@@ -340,6 +353,29 @@ async def test_results_and_streams() -> None:
         assert res.msg_type == "execute_result"
         assert res.content["data"] == {"text/plain": "x", "text/html": "<i>x</i>"}
         assert res.content["execution_count"] == 3
+
+
+@trio_test
+async def test_adjacent_stream_outputs_queued_together_are_merged() -> None:
+    """Stream writes that are queued before the IOPub writer runs leave as one message per
+    run of the same stream, in order; other outputs are never merged or reordered."""
+    async with open_test_kernel(Scripted()) as client:
+        code = "burst stdout:a,stdout:b,stderr:c,stdout:d,display:e,stdout:f,stdout:g"
+        result = await client.execute(code)
+        assert [
+            (m.msg_type, m.content.get("name"), m.content.get("text")) for m in result.outputs
+        ] == [
+            ("stream", "stdout", "ab"),
+            ("stream", "stderr", "c"),
+            ("stream", "stdout", "d"),
+            ("display_data", None, None),
+            ("stream", "stdout", "fg"),
+        ]
+        # Merged messages stay under 256 KiB of text each; nothing is lost or reordered.
+        result = await client.execute("chunks 5 100000")
+        streams = [m.content["text"] for m in result.outputs]
+        assert [len(t) for t in streams] == [200_000, 200_000, 100_000]
+        assert "".join(streams) == "".join(str(i) * 100_000 for i in range(5))
 
 
 @trio_test
