@@ -50,9 +50,9 @@ _current_parent: ContextVar[Message | None] = ContextVar("kernelsdk_parent", def
 _QueuedIOPub = tuple[str, dict[str, Any], Message | None, dict[str, Any] | None, Sequence[bytes]]
 #: At most this many messages, or bytes, are built before the IOPub writer sends them.
 _MAX_BATCH = 64
-_MAX_BATCH_BYTES = 256 << 10
+_MAX_BATCH_BYTES = 64 << 10
 #: The longest text that merged stream outputs reach.
-_MAX_STREAM_TEXT = 256 << 10
+_MAX_STREAM_TEXT = 64 << 10
 
 
 class _StreamRun:

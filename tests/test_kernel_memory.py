@@ -371,11 +371,11 @@ async def test_adjacent_stream_outputs_queued_together_are_merged() -> None:
             ("display_data", None, None),
             ("stream", "stdout", "fg"),
         ]
-        # Merged messages stay under 256 KiB of text each; nothing is lost or reordered.
-        result = await client.execute("chunks 5 100000")
+        # Merged messages stay under 64 KiB of text each; nothing is lost or reordered.
+        result = await client.execute("chunks 5 30000")
         streams = [m.content["text"] for m in result.outputs]
-        assert [len(t) for t in streams] == [200_000, 200_000, 100_000]
-        assert "".join(streams) == "".join(str(i) * 100_000 for i in range(5))
+        assert [len(t) for t in streams] == [60_000, 60_000, 30_000]
+        assert "".join(streams) == "".join(str(i) * 30_000 for i in range(5))
 
 
 @trio_test
