@@ -32,7 +32,7 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 ANCHORS = ("python3", "xpython", "xpython-raw")
-DEFAULT_KERNELS = ("echo", "ksdk-bench", "lua54", "python3", "xpython", "xpython-raw")
+DEFAULT_KERNELS = ("echo", "ksdk-bench", "py-floor", "lua54", "python3", "xpython", "xpython-raw")
 
 
 @dataclass(frozen=True)

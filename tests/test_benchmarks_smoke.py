@@ -1,7 +1,8 @@
 """Smoke test of the benchmark harness (benchmarks/run.py) in its tiny mode.
 
-Runs against kernelsdk's own kernels only (echo, and the benchmark-only ksdk-bench), so it needs
-neither ipykernel nor xeus-python: the anchors are simply absent. It checks the structure and
+Runs against kernelsdk's own kernels (echo, and the benchmark-only ksdk-bench) and the
+framework-free Python floor kernel (py-floor), so it needs neither ipykernel nor xeus-python:
+the anchors are simply absent. It checks the structure and
 sanity of the results, never a timing threshold.
 """
 
@@ -40,7 +41,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             str(RUN),
             "--tiny",
             "--kernels",
-            "echo,ksdk-bench",
+            "echo,ksdk-bench,py-floor",
             "--out",
             str(out),
             "--name",
@@ -62,7 +63,7 @@ def test_run_metadata(results: dict[str, Any]) -> None:
     assert results["mode"] == "tiny"
     assert results["machine"]["nproc"] >= 1
     assert results["versions"]["kernelsdk"]
-    assert set(results["kernels"]) == {"echo", "ksdk-bench"}
+    assert set(results["kernels"]) == {"echo", "ksdk-bench", "py-floor"}
     assert results["kernels"]["echo"]["implementation"] == "echo"
     assert results["kernels"]["echo"]["spec"].endswith("kernel.json")
     assert results["anchors"] == [] and results["ratios"] == {}
@@ -78,7 +79,7 @@ def test_floor(results: dict[str, Any]) -> None:
     assert floor["client_decode_mib_per_s"] > 0
 
 
-@pytest.mark.parametrize("kernel", ["echo", "ksdk-bench"])
+@pytest.mark.parametrize("kernel", ["echo", "ksdk-bench", "py-floor"])
 def test_kernel_metrics(results: dict[str, Any], kernel: str) -> None:
     m = results["metrics"][kernel]
     startup = m["startup"]
