@@ -40,6 +40,7 @@ from ._exceptions import ExecutionError, RemoteProtocolError
 from ._kernel import BaseKernel, Completions, IsComplete
 from ._message import Message
 from ._protocol import COMM_MESSAGES, ExecutePlan, KernelProtocol
+from ._stream_merge import QueuedOutput, merge_streams
 from ._transport import Transport
 
 log = logging.getLogger("kernelsdk")
@@ -47,60 +48,12 @@ log = logging.getLogger("kernelsdk")
 #: The request being handled in the current task; comms publish with it as parent.
 _current_parent: ContextVar[Message | None] = ContextVar("kernelsdk_parent", default=None)
 
-_QueuedIOPub = tuple[str, dict[str, Any], Message | None, dict[str, Any] | None, Sequence[bytes]]
 #: At most this many messages, or bytes, are built before the IOPub writer sends them.
 _MAX_BATCH = 64
 _MAX_BATCH_BYTES = 64 << 10
-#: The longest text that merged stream outputs reach.
-_MAX_STREAM_TEXT = 64 << 10
-
-
-class _StreamRun:
-    """Adjacent queued ``stream`` outputs of one stream and one request, being merged."""
-
-    __slots__ = ("name", "parent", "size", "texts")
-
-    def __init__(self, name: str, parent: Message | None, texts: list[str], size: int) -> None:
-        self.name = name
-        self.parent = parent
-        self.texts = texts  # joined once, when built: no quadratic concatenation
-        self.size = size
-
-    @staticmethod
-    def _stream(item: object) -> tuple[str, str, Message | None] | None:
-        """(name, text, parent) of a plain stream output (no metadata, no buffers)."""
-        if isinstance(item, tuple) and item[0] == "stream" and not item[3] and not item[4]:
-            name, text = item[1].get("name"), item[1].get("text")
-            if isinstance(name, str) and isinstance(text, str) and len(item[1]) == 2:
-                return name, text, item[2]
-        return None
-
-    @classmethod
-    def merge(cls, pending: _IOPubItem | _StreamRun, item: _IOPubItem) -> _StreamRun | None:
-        """``pending`` with ``item`` appended, or None if they cannot be one message."""
-        new = cls._stream(item)
-        if new is None:
-            return None
-        name, text, parent = new
-        if isinstance(pending, _StreamRun):
-            run = pending
-        else:
-            old = cls._stream(pending)
-            if old is None:
-                return None
-            run = cls(old[0], old[2], [old[1]], len(old[1]))
-        if run.name != name or run.parent is not parent or run.size + len(text) > _MAX_STREAM_TEXT:
-            return None
-        run.texts.append(text)
-        run.size += len(text)
-        return run
-
-    def queued(self) -> _QueuedIOPub:
-        return ("stream", {"name": self.name, "text": "".join(self.texts)}, self.parent, None, ())
-
 
 #: What the IOPub queue holds: a message to build, a built one, or a flush marker to set.
-_IOPubItem = _QueuedIOPub | Outgoing | trio.Event
+_IOPubItem = QueuedOutput | Outgoing | trio.Event
 
 
 def _error_content(exc: BaseException) -> dict[str, Any]:
@@ -231,32 +184,23 @@ class KernelServer:
                     batch.append((out.channel, out.frames))
                     size += sum(map(len, out.frames))
                     if len(batch) >= _MAX_BATCH or size >= _MAX_BATCH_BYTES:
-                        await self._send_batch(batch)  # a flood of output: bounded memory
+                        await self._send_batch(batch)  # big output leaves as soon as built
                         size = 0
             await self._send_batch(batch)
             size = 0
 
     def _take_queued(self, first: _IOPubItem) -> Iterator[_IOPubItem]:
-        """``first``, then what else is queued now, with adjacent stream outputs merged.
+        """``first``, then what else is queued now, adjacent stream outputs merged."""
 
-        A loop that prints queues one stream message per call; ipykernel merges them in a
-        buffer flushed every few milliseconds, delaying the first output. Here nothing waits:
-        only what is already queued when the writer runs is merged (same stream, same
-        parent), up to _MAX_STREAM_TEXT characters per message.
-        """
-        pending: _IOPubItem | _StreamRun = first
-        while True:
-            try:
-                item = self._iopub_recv.receive_nowait()
-            except trio.WouldBlock:
-                break
-            merged = _StreamRun.merge(pending, item)
-            if merged is None:
-                yield pending.queued() if isinstance(pending, _StreamRun) else pending
-                pending = item
-            else:
-                pending = merged
-        yield pending.queued() if isinstance(pending, _StreamRun) else pending
+        def queued() -> Iterator[_IOPubItem]:
+            yield first
+            while True:
+                try:
+                    yield self._iopub_recv.receive_nowait()
+                except trio.WouldBlock:
+                    return
+
+        return merge_streams(queued())
 
     async def _send_batch(self, batch: list[tuple[Channel, Sequence[bytes]]]) -> None:
         sent = self.transport.send_batch_nowait(batch)
@@ -264,7 +208,7 @@ class KernelServer:
             await self.transport.send(channel, frames)
         batch.clear()
 
-    def _iopub_outgoing(self, item: _QueuedIOPub | Outgoing) -> Outgoing | None:
+    def _iopub_outgoing(self, item: QueuedOutput | Outgoing) -> Outgoing | None:
         """The frames to send for a queued item (None if it cannot be encoded)."""
         if isinstance(item, Outgoing):
             return item
