@@ -58,6 +58,7 @@ class MemoryTransport:
         self.send_batch_nowait([(channel, frames)])
 
     def send_batch_nowait(self, messages: Sequence[tuple[Channel, Sequence[bytes]]]) -> int:
+        """Deliver every message to the client at once (in memory nothing ever blocks)."""
         for channel, frames in messages:
             self._to_client[channel][0].send_nowait(list(frames))
         return len(messages)
