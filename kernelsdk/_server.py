@@ -112,7 +112,6 @@ class KernelServer:
         """Serve until a shutdown request has been answered."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._iopub_writer)
-            self.publish("status", {"execution_state": "starting"}, None)
             nursery.start_soon(self._iopub_reader)
             nursery.start_soon(self._stdin_reader)
             nursery.start_soon(self._control_reader)
@@ -233,8 +232,14 @@ class KernelServer:
                 Channel.IOPUB, await self.transport.receive(Channel.IOPUB)
             )
             if isinstance(event, Subscription) and event.subscribed:
-                self._subscribed.set()
                 self._iopub_send.send_nowait(self.protocol.welcome(event))
+                if not self._subscribed.is_set():
+                    # "starting" follows the first welcome instead of preceding it: libzmq
+                    # adds a subscriber as soon as its subscription arrives, before this task
+                    # reads it, so anything sent in between reaches the subscriber before its
+                    # welcome (JEP 65 promises the welcome first).
+                    self.publish("status", {"execution_state": "starting"}, None)
+                    self._subscribed.set()
             elif isinstance(event, InvalidMessage):
                 log.warning("dropped invalid message on iopub: %s", event.reason)
 

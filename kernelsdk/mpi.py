@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Final
 import trio
 
 from ._context import ExecuteContext, MimeBundle
-from ._exceptions import ConfigError, ExecutionError
+from ._exceptions import ConfigError, ExecutionError, KernelSDKError
 from ._kernel import BaseKernel, Completions, IsComplete
 from ._message import Header, Message
 from ._server import _error_content
@@ -522,12 +522,14 @@ def run_mpi_kernel(
         def root() -> BaseKernel:
             return RootKernel(kernel_factory(), comm, output)
 
-        run_kernel(
-            root,
-            connection_file,
-            packer=packer,
-            log_level=log_level,
-        )
+        try:
+            run_kernel(root, connection_file, packer=packer, log_level=log_level)
+        except KernelSDKError as exc:
+            # Rank 0 cannot serve (a port taken, a bad connection file). The other ranks would
+            # wait for its commands forever, and MPI_Finalize at exit waits for them: the job
+            # would hang instead of dying, and the client would never learn why. End it.
+            print(f"kernelsdk: error: {exc}", file=sys.stderr, flush=True)
+            comm.Abort(2)
         return
     # MPICH's launcher forwards a SIGINT to every rank: that must not kill one of them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

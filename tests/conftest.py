@@ -175,19 +175,28 @@ def jupyter_env() -> Iterator[JupyterEnv]:
 def start_kernel_pair(
     env: JupyterEnv, name: str, transport: str = "tcp", **km_kwargs: Any
 ) -> KernelPair:
-    """Start kernel ``name`` and a client that has seen it answer (like start_new_kernel)."""
+    """Start kernel ``name`` and a client that has seen it answer (like start_new_kernel).
+
+    A kernel that dies during startup is started once more: jupyter_client picks ports by
+    binding and releasing them, so another process can take one before the kernel binds it
+    (the kernel then exits with "cannot bind"; kernelsdk cannot prevent that race).
+    """
     if transport == "ipc":
         km_kwargs.setdefault("ip", env.ipc_prefix())
-    km = KernelManager(kernel_name=name, transport=transport, **km_kwargs)
-    km.start_kernel()
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=STARTUP_TIMEOUT)
-    except RuntimeError:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
-        raise
+    for attempt in (1, 2):
+        km = KernelManager(kernel_name=name, transport=transport, **km_kwargs)
+        km.start_kernel()
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=STARTUP_TIMEOUT)
+            break
+        except RuntimeError:
+            died = not km.is_alive()
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+            if attempt == 2 or not died:
+                raise
     # wait_for_ready drains IOPub; a welcome may still be on its way.
     drain_iopub(kc, 0.2)
     return km, kc

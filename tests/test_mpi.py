@@ -19,7 +19,7 @@ import pytest
 from conftest import TESTS_DIR, JupyterEnv, start_kernel_pair, stop_kernel_pair
 from jupyter_client.blocking.client import BlockingKernelClient
 
-from kernelsdk import ExecutionError
+from kernelsdk import ConnectionInfo, ExecutionError
 from kernelsdk.mpi import OutputMode, _Execution, _Labeller
 
 TIMEOUT = 60  # only reached when something hangs
@@ -354,6 +354,28 @@ def test_conformance_suite_passes_on_mpi_variants(
     assert {"security", "ordering", "shutdown", "restart", "schema"} <= passed
     if kernel == "probe-mpi2":
         assert {"interrupt", "stdin", "stop_on_error", "display"} <= passed
+
+
+def test_rank0_that_cannot_bind_ends_the_whole_job(mpi_env: JupyterEnv, tmp_path: Path) -> None:
+    """A taken port (jupyter_client's released-port race) must end the MPI job with an error,
+    not leave the other ranks and the launcher waiting: the client then sees the kernel die."""
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        info = ConnectionInfo(key="k", shell_port=taken.getsockname()[1])
+        info.write(tmp_path / "conn.json")
+        spec = json.loads((mpi_env.kernels_dir / "echo-mpi2" / "kernel.json").read_text())
+        argv = [a.replace("{connection_file}", str(tmp_path / "conn.json")) for a in spec["argv"]]
+        started = time.monotonic()
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    finally:
+        taken.close()
+    assert proc.returncode != 0
+    assert time.monotonic() - started < 60
+    assert "kernelsdk: error: cannot bind shell_port" in proc.stderr, proc.stderr
 
 
 # -- the Lua kernel's `mpi` table -----------------------------------------------------------------
