@@ -171,22 +171,19 @@ class KernelServer:
         # libzmq's I/O thread before it has gone back to sleep, so it is woken once per batch
         # rather than once per message (see docs/performance.md).
         batch: list[tuple[Channel, Sequence[bytes]]] = []
-        size = 0
+        size = 0  # bytes in batch
         async for first in self._iopub_recv:
             for item in self._take_queued(first):
                 if isinstance(item, trio.Event):
                     # A flush marker: set once everything queued before it has been sent.
                     await self._send_batch(batch)
-                    size = 0
                     item.set()
                 elif (out := self._iopub_outgoing(item)) is not None:
+                    size = (size if batch else 0) + sum(map(len, out.frames))
                     batch.append((out.channel, out.frames))
-                    size += sum(map(len, out.frames))
                     if len(batch) >= _MAX_BATCH or size >= _MAX_BATCH_BYTES:
                         await self._send_batch(batch)  # big output leaves as soon as built
-                        size = 0
             await self._send_batch(batch)
-            size = 0
 
     def _take_queued(self, first: _IOPubItem) -> Iterator[_IOPubItem]:
         """``first``, then what else is queued now, adjacent stream outputs merged."""
