@@ -1,4 +1,4 @@
-"""``python -m kernelsdk``: install, list, remove, run and check kernels built on kernelsdk.
+"""``python -m kernelsdk``: install, list, remove, run, check and create kernels on kernelsdk.
 
 ``run`` is what every kernel.json launches, so this module imports only what a subcommand
 needs, when it needs it (``run`` never imports jupyter_client).
@@ -141,6 +141,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--startup-timeout", type=float, default=60.0, metavar="S")
     p.add_argument("--kernel-output", action="store_true", help="show the kernel's own output")
     p.set_defaults(func=_cmd_conformance)
+
+    p = sub.add_parser(
+        "new",
+        help="create a new kernel package (pyproject, kernel, tests, profile, logos, Binder)",
+        description="Write a kernel package for the language NAME into DIRECTORY: an "
+        "installable distribution registering the kernel NAME, a kernel class for a tiny "
+        "language to grow from, in-memory tests, a conformance profile, logos and a Binder "
+        "configuration.",
+    )
+    p.add_argument("name", metavar="NAME", help="the kernel's name, e.g. mylang")
+    p.add_argument(
+        "directory", nargs="?", metavar="DIRECTORY", help="where to write it (default: NAME-kernel)"
+    )
+    p.add_argument("--display-name", help="name shown by frontends (default: from NAME)")
+    p.add_argument(
+        "--force", action="store_true", help="write into DIRECTORY even if it is not empty"
+    )
+    p.set_defaults(func=_cmd_new)
     return parser
 
 
@@ -297,3 +315,25 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
         ) from None
     status: int = cli.run_from_args(args)
     return status
+
+
+def _cmd_new(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ._scaffold import create, names, relative
+
+    directory = Path(args.directory) if args.directory else None
+    target, written = create(args.name, directory, display_name=args.display_name, force=args.force)
+    where = relative(target)
+    fields = names(args.name)
+    print(f"Created {where} ({len(written)} files) for the kernel {args.name!r}. Next:")
+    print(f"  cd {where}")
+    print('  pip install -e ".[test]"     # after kernelsdk and kernelsdk-conformance')
+    print(f"  python -m kernelsdk install {args.name} --sys-prefix")
+    print("  pytest")
+    print(
+        f"  python -m kernelsdk conformance {args.name} "
+        f"--profile {fields['package']}.profile:{fields['class_name']}Profile"
+    )
+    print(f"  jupyter console --kernel {args.name}")
+    return 0
