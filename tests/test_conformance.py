@@ -48,19 +48,19 @@ class ProbeProfile(Profile):
 #: fault -> the checks that must fail (every other check must pass or skip as for the probe)
 FAULTS: dict[str, set[str]] = {
     "no_signature_check": {"security"},
-    "late_output": {"ordering"},
+    "late_output": {"ordering", "input_interrupt"},
     "no_heartbeat": {"heartbeat"},
     "die_on_idle_sigint": {"sigint_idle"},
     "protocol_5_3": {"protocol_version"},
     "reused_msg_id": {"schema"},
-    "control_blocked": {"control_during_execution"},
-    "shutdown_no_exit": {"shutdown", "restart"},
+    "control_blocked": {"control_during_execution", "shutdown_input"},
+    "shutdown_no_exit": {"shutdown", "restart", "shutdown_input"},
     "no_comm_close": {"comms"},
     "silent_counts": {"execution_count"},
     "no_abort": {"stop_on_error"},
     "crash_on_garbage": {"robustness"},
     "stdin_ignores_allow": {"stdin"},
-    "no_interrupt": {"interrupt"},
+    "no_interrupt": {"interrupt", "input_interrupt"},
     "forged_registration": {"handshake"},
 }
 
@@ -281,3 +281,144 @@ def test_a_kernel_that_cannot_start_fails_fast(specs: JupyterEnv) -> None:
     for r in results[1:]:
         if r.status == "fail":
             assert "could not be started" in r.message or "exited during" in r.message
+
+
+# -- lifecycle checks and verdicts (tests/faulty_kernels_lifecycle.py) ----------------------
+
+#: fault -> the checks that must fail (every other check passes, or skips as for the probe)
+LIFECYCLE_FAULTS: dict[str, set[str]] = {
+    "input_survives_interrupt": {"input_interrupt"},
+    "shutdown_hangs_in_input": {"shutdown_input"},
+    "ignores_parent_death": {"parent_death"},
+    "no_status_kernel_info": {"kernel_info"},
+    "never_idle": {"kernel_info"},
+}
+
+#: fault -> what its failing verdict must say
+LIFECYCLE_VERDICTS: dict[str, list[str]] = {
+    "input_survives_interrupt": [
+        "published after the interrupted cell's idle, with its parent: iopub:stream",
+        "the value sent to the next cell",
+    ],
+    "shutdown_hangs_in_input": ["shutdown_reply came", "still running", "waiting for input"],
+    "ignores_parent_death": ["still running", "after its parent", "JPY_PARENT_PID"],
+    "no_status_kernel_info": ["kernel_info_request got its reply but no busy/idle status"],
+    "never_idle": [
+        "kernel_info_request got its reply and status busy, but no status idle",
+        "an execute_request (of empty code) got no status idle either",
+    ],
+}
+
+#: before: every check failed with "KernelDied: IOPub never delivered status messages" after
+#: about 3 minutes (60 s start-up timeouts, three times); a generous bound, not a timing test
+NO_STATUS_BOUND = 150.0
+
+
+@pytest.fixture(scope="module")
+def lifecycle_results(specs: JupyterEnv) -> dict[str, tuple[list[Result], float]]:
+    """The whole suite against each lifecycle-faulty kernel, concurrently; (results, seconds)."""
+    import time
+
+    for fault in LIFECYCLE_FAULTS:
+        _write_spec(
+            specs.kernels_dir,
+            f"lifecycle-{fault}",
+            _spec(
+                f"lifecycle-{fault}",
+                "faulty_kernels_lifecycle:FaultyLifecycleKernel",
+                {"KSDK_FAULT": fault},
+            ),
+        )
+
+    def one(fault: str) -> tuple[list[Result], float]:
+        started = time.monotonic()
+        results = run(f"lifecycle-{fault}", ProbeProfile(), options=FAST)
+        return results, time.monotonic() - started
+
+    with ThreadPoolExecutor(max_workers=len(LIFECYCLE_FAULTS)) as pool:
+        return dict(zip(LIFECYCLE_FAULTS, pool.map(one, LIFECYCLE_FAULTS), strict=True))
+
+
+@pytest.mark.parametrize("fault", sorted(LIFECYCLE_FAULTS))
+def test_lifecycle_fault_is_caught_by_its_check_only(
+    lifecycle_results: dict[str, tuple[list[Result], float]], fault: str
+) -> None:
+    results, _ = lifecycle_results[fault]
+    failed = {r.name: r for r in results if r.status in ("fail", "error")}
+    assert set(failed) == LIFECYCLE_FAULTS[fault], _explain(results)
+    for name in LIFECYCLE_FAULTS[fault]:
+        for text in LIFECYCLE_VERDICTS[fault]:
+            assert text in failed[name].message, _explain(results)
+
+
+@pytest.mark.parametrize("fault", ["no_status_kernel_info", "never_idle"])
+def test_missing_status_is_said_once_and_the_run_goes_on(
+    lifecycle_results: dict[str, tuple[list[Result], float]], fault: str
+) -> None:
+    """One failing verdict (kernel_info) naming what is missing; checks that need no idle
+    still run and pass, the others skip saying why; the run takes well under the old 3 min."""
+    results, seconds = lifecycle_results[fault]
+    statuses = _statuses(results)
+    assert statuses["kernel_info"] == "fail", _explain(results)
+    assert not any("KernelDied" in r.message for r in results), _explain(results)
+    for name in ("sigint_idle", "shutdown", "handshake", "parent_death", "shutdown_input"):
+        assert statuses[name] == "pass", _explain(results)
+    needs_idle = [r for r in results if r.status == "skip" and "not checked" in r.message]
+    if fault == "never_idle":
+        assert {"ordering", "execution_count", "stdin", "schema"} <= {r.name for r in needs_idle}
+        for r in needs_idle:
+            assert "publishes no status idle for any request" in r.message, _explain(results)
+            assert "kernel_info check fails on it" in r.message
+    else:  # executes are bracketed: everything but kernel_info runs
+        assert not needs_idle, _explain(results)
+        assert statuses["ordering"] == "pass", _explain(results)
+    assert seconds < NO_STATUS_BOUND, f"{seconds:.0f} s\n{_explain(results)}"
+
+
+def test_a_check_past_its_budget_fails_saying_what_it_waited_for(specs: JupyterEnv) -> None:
+    """control_during_execution waits for a 30 s execution to end; a 3 s budget (kernel
+    start-up not counted) stops it, and the verdict says what it was waiting for."""
+    import time
+
+    class Slow(ProbeProfile):
+        busy_seconds = 30.0
+
+    started = time.monotonic()
+    results = run(
+        "conf-probe",
+        Slow(),
+        checks=["control_during_execution"],
+        options=Options(timeout=8.0, check_budget=3.0),
+    )
+    (result,) = results
+    assert result.status == "fail", _explain(results)
+    assert result.message.startswith("took longer than 3 s: waiting for "), _explain(results)
+    assert time.monotonic() - started < 25, _explain(results)
+
+
+def test_handshake_skips_a_kernel_that_ignores_the_registration_file_fast(
+    specs: JupyterEnv,
+) -> None:
+    """It starts and serves from a connection file, but given a registration file it neither
+    connects, nor writes ports, nor exits: skipped within seconds, not the start-up timeout."""
+    import json
+    import sys
+    import time
+
+    from kernelsdk_conformance import EchoProfile
+
+    echo = kernel_argv("echo")
+    code = (
+        "import json, os, sys, time\n"
+        "f = sys.argv[1]\n"
+        "if 'registration_port' in json.load(open(f)):\n"
+        "    time.sleep(300)\n"
+        f"os.execv(sys.executable, {json.dumps(echo)}[:-1] + [f])\n"
+    )
+    spec = {"argv": [sys.executable, "-c", code, "{connection_file}"], "display_name": "x"}
+    _write_spec(specs.kernels_dir, "conf-ignores-registration", {**spec, "language": "echo"})
+    started = time.monotonic()
+    results = run("conf-ignores-registration", EchoProfile(), checks=["handshake"], options=FAST)
+    assert _statuses(results) == {"handshake": "skip"}, _explain(results)
+    assert "did not connect to the registrar" in results[0].message, _explain(results)
+    assert time.monotonic() - started < 40, _explain(results)  # was startup_timeout (60 s)

@@ -12,6 +12,7 @@ them all at the end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -44,6 +45,66 @@ class KernelExitedAtStartup(KernelDied):
 
 class NoReply(Exception):
     """An awaited message did not arrive within the timeout."""
+
+
+class NoStatus(Exception):
+    """The kernel is known (from its start) not to publish the busy/idle status a wait needs.
+
+    Raised at once instead of waiting out a timeout: the ``kernel_info`` check reports the
+    fault, every check that needs the idle of such a request is skipped with this reason.
+    """
+
+
+class OverBudget(Exception):
+    """The running check used up its time budget; the message says what it was waiting for."""
+
+
+#: how long a starting kernel may take to publish the status of its first kernel_info once
+#: its shell answered (the IOPub subscription settles in milliseconds)
+STATUS_WAIT = 10.0
+
+
+class Budget:
+    """The time the running check may take, shared by every client the check uses.
+
+    Every wait of a :class:`KernelClient` is cut short at the deadline and then raises
+    :class:`OverBudget`; kernel start-up does not count (it has its own timeout).
+    """
+
+    def __init__(self) -> None:
+        self.seconds: float | None = None
+        self.deadline: float | None = None
+        self._paused = 0
+
+    def start(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+
+    def stop(self) -> None:
+        self.start(None)
+
+    def limit(self, timeout: float) -> float:
+        """``timeout``, cut to what is left of the budget (never negative)."""
+        if self.deadline is None or self._paused:
+            return max(0.0, timeout)
+        return max(0.0, min(timeout, self.deadline - time.monotonic()))
+
+    def check(self, what: str) -> None:
+        """Raise :class:`OverBudget` (waiting for ``what``) if the budget is used up."""
+        if self.deadline is not None and not self._paused and time.monotonic() >= self.deadline:
+            raise OverBudget(what)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Time spent inside does not count (kernel start-up)."""
+        started = time.monotonic()
+        self._paused += 1
+        try:
+            yield
+        finally:
+            self._paused -= 1
+            if self.deadline is not None and not self._paused:
+                self.deadline += time.monotonic() - started
 
 
 @dataclass
@@ -93,8 +154,15 @@ class KernelClient:
         startup_timeout: float = 60.0,
         spec_manager: KernelSpecManager | None = None,
         kernel_output: bool = False,
+        budget: Budget | None = None,
+        no_status: dict[str, str] | None = None,
     ) -> None:
         self.kernel_output = kernel_output
+        self.budget = budget or Budget()
+        #: request msg_type ("*": every type) -> why its busy/idle never comes; found at start,
+        #: or given (known from an earlier launch of the same kernel: not probed again)
+        self.no_status: dict[str, str] = dict(no_status or {})
+        self._status_known = bool(no_status)
         self.kernel_name = kernel_name
         self.timeout = timeout
         self.startup_timeout = startup_timeout
@@ -118,6 +186,10 @@ class KernelClient:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
+        with self.budget.paused():
+            self._start()
+
+    def _start(self) -> None:
         quiet = (
             {}
             if self.kernel_output
@@ -179,7 +251,11 @@ class KernelClient:
             self.iopub = None
 
     def wait_ready(self) -> None:
-        """kernel_info on shell until answered, then until IOPub shows something."""
+        """kernel_info on shell until answered, then until IOPub shows its busy/idle."""
+        with self.budget.paused():
+            self._wait_ready()
+
+    def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
         while True:
             if not self.alive():
@@ -195,16 +271,68 @@ class KernelClient:
                         f"{self.startup_timeout:g}s"
                     ) from None
         self.wait_connected(max(1.0, deadline - time.monotonic()))
-        # IOPub subscription settles: wait for anything (welcome, or our request's status).
+        self._settle_iopub(min(deadline, time.monotonic() + STATUS_WAIT))
+
+    def _settle_iopub(self, deadline: float) -> None:
+        """Wait until the IOPub subscription delivers the busy/idle of a kernel_info_request.
+
+        A kernel that never publishes them is not waited for again and again: what is missing
+        goes into :attr:`no_status`, and a later wait for such a status raises
+        :class:`NoStatus` at once.
+        """
+        ids: list[str] = []
+        mine: list[Msg] = []
         while True:
             msg_id = self.send("shell", "kernel_info_request", {})
+            ids.append(msg_id)
             self.reply("shell", msg_id)
-            try:
-                self.collect(msg_id, timeout=1.0)
+            # A SUB drops what is published before it is connected: ask again each second.
+            until = min(deadline, time.monotonic() + 1.0)
+            while (remaining := until - time.monotonic()) > 0:
+                assert self.iopub is not None
+                msg = self._recv(self.iopub, "iopub", remaining)
+                if msg is None:
+                    break
+                if msg.msg_type == "iopub_welcome":
+                    self.welcomes.append(msg)
+                if msg.parent_id not in ids:
+                    self._iopub_backlog.append(msg)
+                    continue
+                mine.append(msg)
+                if is_status(msg, "idle"):
+                    return
+            if self._status_known or time.monotonic() >= deadline:
                 break
-            except NoReply:
-                if time.monotonic() > deadline:
-                    raise KernelDied("IOPub never delivered status messages") from None
+        if self._status_known:
+            return  # the same kernel launched again: what it lacks is known already
+        waited = f"within {STATUS_WAIT:g} s"
+        if any(is_status(m, "busy") for m in mine):
+            missing = f"its reply and status busy, but no status idle {waited}"
+        elif self.welcomes or self._iopub_backlog:
+            missing = f"its reply but no busy/idle status {waited} (IOPub is connected: " + (
+                "iopub_welcome received)" if self.welcomes else "other messages arrived)"
+            )
+        else:
+            missing = f"its reply but no busy/idle status, nor any other IOPub message, {waited}"
+        self.no_status["kernel_info_request"] = f"kernel_info_request got {missing}"
+        # Executes are what most checks need: do they get their idle?
+        probe = self.execute("", silent=True, store_history=False, stop_on_error=False)
+        try:
+            self.reply("shell", probe)
+            self.collect(probe, timeout=min(self.timeout, STATUS_WAIT))
+        except NoReply:
+            self.no_status["kernel_info_request"] += (
+                "; an execute_request (of empty code) got no status idle either"
+            )
+            self.no_status["*"] = "no status idle for any request"
+        self._status_known = True
+
+    def missing_status(self, parent_id: str) -> str | None:
+        """Why the busy/idle of the request ``parent_id`` will not come (None: it should)."""
+        if not self.no_status:
+            return None
+        msg_type = str(self.sent_headers.get(parent_id, {}).get("msg_type", ""))
+        return self.no_status.get(msg_type) or self.no_status.get("*")
 
     def alive(self) -> bool:
         return bool(self.km.is_alive())
@@ -214,6 +342,7 @@ class KernelClient:
         while time.monotonic() < deadline:
             if not self.alive():
                 return True
+            self.budget.check("the kernel process to exit")
             time.sleep(0.05)
         return not self.alive()
 
@@ -372,9 +501,20 @@ class KernelClient:
         return msg
 
     def _recv(
-        self, sock: zmq.Socket[Any], channel: str, timeout: float, *, log: bool = True
+        self,
+        sock: zmq.Socket[Any],
+        channel: str,
+        timeout: float,
+        *,
+        log: bool = True,
+        what: str = "",
     ) -> Msg | None:
-        if not sock.poll(max(0, int(timeout * 1000))):
+        """The next message on ``sock``; None after ``timeout``; OverBudget if the check's
+        budget ends first."""
+        wait = self.budget.limit(timeout)
+        if not sock.poll(int(wait * 1000)):
+            if wait < timeout:
+                self.budget.check(what or f"a message on {channel}")
             return None
         return self.decode(channel, sock.recv_multipart(), log=log)
 
@@ -397,7 +537,14 @@ class KernelClient:
         """IOPub messages of ``parent_id`` up to and including its ``idle`` status.
 
         Messages of other parents stay in the backlog for their own collect().
+
+        Raises:
+            NoStatus: the kernel is known not to publish that idle (found at start).
         """
+        if self.missing_status(parent_id) is not None:
+            which = "any request" if "*" in self.no_status else self._type_of(parent_id)
+            raise NoStatus(f"the kernel publishes no status idle for {which}")
+        what = f"the idle status of {self._type_of(parent_id)} on IOPub"
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
         kept: list[Msg] = []
         out: list[Msg] = []
@@ -409,7 +556,7 @@ class KernelClient:
                     msg: Msg | None = pending.pop(0)
                 else:
                     assert self.iopub is not None
-                    msg = self._recv(self.iopub, "iopub", deadline - time.monotonic())
+                    msg = self._recv(self.iopub, "iopub", deadline - time.monotonic(), what=what)
                     if msg is not None and msg.msg_type == "iopub_welcome":
                         self.welcomes.append(msg)
                 if msg is None:
@@ -434,8 +581,9 @@ class KernelClient:
             if old.parent_id == parent_id:
                 return backlog.pop(i)
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
+        what = f"the reply to {self._type_of(parent_id)} on {channel}"
         while True:
-            msg = self._recv(self.socks[channel], channel, deadline - time.monotonic())
+            msg = self._recv(self.socks[channel], channel, deadline - time.monotonic(), what=what)
             if msg is None:
                 state = "" if self.alive() else " (the kernel process has exited)"
                 raise NoReply(f"no reply to {parent_id} on {channel}{state}")
@@ -454,8 +602,9 @@ class KernelClient:
             if old.parent_id == parent_id:
                 self._reply_backlog[channel] = out[i + 1 :]
                 return out[: i + 1]
+        what = f"the reply to {self._type_of(parent_id)} on {channel}"
         while True:
-            msg = self._recv(self.socks[channel], channel, deadline - time.monotonic())
+            msg = self._recv(self.socks[channel], channel, deadline - time.monotonic(), what=what)
             if msg is None:
                 raise NoReply(f"no reply to {parent_id} on {channel}")
             out.append(msg)
@@ -468,9 +617,15 @@ class KernelClient:
     def request(
         self, channel: str, msg_type: str, content: dict[str, Any], *, timeout: float | None = None
     ) -> tuple[Msg, list[Msg]]:
-        """Send a request; return (reply, its IOPub messages up to idle)."""
+        """Send a request; return (reply, its IOPub messages up to idle).
+
+        For a request type the kernel is known to publish no busy/idle for, the IOPub part
+        is empty: the caller wants the reply (the kernel_info check reports the fault).
+        """
         msg_id = self.send(channel, msg_type, content)
         reply = self.reply(channel, msg_id, timeout=timeout)
+        if self.missing_status(msg_id) is not None:
+            return reply, []
         return reply, self.collect(msg_id, timeout=timeout)
 
     def run(self, code: str, *, timeout: float | None = None, **kw: Any) -> tuple[Msg, list[Msg]]:
@@ -478,13 +633,21 @@ class KernelClient:
         reply = self.reply("shell", msg_id, timeout=timeout)
         return reply, self.collect(msg_id, timeout=timeout)
 
+    def _type_of(self, msg_id: str) -> str:
+        return str(self.sent_headers.get(msg_id, {}).get("msg_type") or msg_id)
+
     def heartbeat(self, timeout: float, payload: bytes = b"ping") -> bool:
         sock = self.ctx.socket(zmq.REQ)
         sock.linger = 0
         sock.connect(self.km._make_url("hb"))
         try:
             sock.send(payload)
-            return bool(sock.poll(int(timeout * 1000))) and sock.recv() == payload
+            wait = self.budget.limit(timeout)
+            if not sock.poll(int(wait * 1000)):
+                if wait < timeout:
+                    self.budget.check("a heartbeat echo")
+                return False
+            return bool(sock.recv() == payload)
         finally:
             sock.close(linger=0)
 

@@ -25,19 +25,31 @@ from jupyter_client.manager import KernelManager
 
 from kernelsdk import Registration, Session
 
-from ._client import KernelClient
+from ._client import Budget, KernelClient
 
 
 class RegisteringKernel:
     """One kernel process started from a registration file, and the registrar's socket."""
 
-    def __init__(self, kernel_name: str, spec_manager: KernelSpecManager, *, output: bool) -> None:
+    def __init__(
+        self,
+        kernel_name: str,
+        spec_manager: KernelSpecManager,
+        *,
+        output: bool,
+        budget: Budget | None = None,
+    ) -> None:
         self.kernel_name = kernel_name
         self.spec_manager = spec_manager
         self.output = output
+        self.budget = budget or Budget()
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.linger = 0
+        # A kernel that reads the registration file connects here first: the monitor tells a
+        # kernel still starting from one that ignores the file.
+        self._monitor = self.router.get_monitor_socket(zmq.EVENT_ACCEPTED)
+        self.connected = False
         self.port = self.router.bind_to_random_port("tcp://127.0.0.1")
         self.kernel_id = str(uuid.uuid4())
         self.key = str(uuid.uuid4())
@@ -45,6 +57,13 @@ class RegisteringKernel:
         self._dir = tempfile.TemporaryDirectory(prefix="ksdk-conformance-")
         self.file = Path(self._dir.name) / f"kernel-{self.kernel_id}.json"
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def cannot_launch(self) -> str | None:
+        """Why the kernelspec cannot be given a registration file (None: it can)."""
+        argv = self.spec_manager.get_kernel_spec(self.kernel_name).argv
+        if not any("{connection_file}" in str(arg) for arg in argv):
+            return "the kernelspec's argv has no {connection_file}, so no registration file"
+        return None
 
     def launch(self) -> None:
         self.file.write_text(
@@ -72,18 +91,39 @@ class RegisteringKernel:
             argv, env=env, start_new_session=True, stdout=output, stderr=output
         )
 
-    def wait_registration(self, timeout: float) -> tuple[Registration, list[bytes]] | str:
+    def wait_registration(
+        self, timeout: float, connect_within: float | None = None
+    ) -> tuple[Registration, list[bytes]] | str:
         """The kernel's registration and its identities, or why none came.
+
+        Args:
+            timeout: how long to wait for the registration at most.
+            connect_within: a kernel that has not even connected to the registrar after this
+                many seconds ignores the file (None: wait the whole ``timeout``).
 
         Raises:
             RemoteProtocolError: the kernel sent one, malformed or badly signed.
+            OverBudget: the check's time budget ended first.
         """
         assert self.proc is not None
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         classic_since: float | None = None
         while time.monotonic() < deadline:
+            self.budget.check("the kernel's registration")
             if self.router.poll(50):
                 return Registration.from_frames(self.session, self.router.recv_multipart())
+            if not self.connected and self._monitor.poll(0):
+                self.connected = True
+            if (
+                not self.connected
+                and connect_within is not None
+                and time.monotonic() - started > connect_within
+            ):
+                return (
+                    f"the kernel did not connect to the registrar within {connect_within:.0f} s "
+                    "of its launch"
+                )
             if self.proc.poll() is not None:
                 return f"the kernel exited (status {self.proc.returncode}) without registering"
             if classic_since is None and self._wrote_ports():
@@ -135,6 +175,9 @@ class RegisteringKernel:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+        with contextlib.suppress(zmq.ZMQError):
+            self.router.disable_monitor()
+        self._monitor.close(linger=0)
         self.router.close()
         self.ctx.term()
         self._dir.cleanup()

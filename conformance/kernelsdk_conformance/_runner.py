@@ -11,7 +11,15 @@ from typing import Any, Literal
 
 from jupyter_client.kernelspec import KernelSpecManager
 
-from ._client import KernelClient, KernelDied, KernelExitedAtStartup, NoReply
+from ._client import (
+    Budget,
+    KernelClient,
+    KernelDied,
+    KernelExitedAtStartup,
+    NoReply,
+    NoStatus,
+    OverBudget,
+)
 from .profiles import Profile, profile_for
 
 Status = Literal["pass", "fail", "skip", "error"]
@@ -52,6 +60,16 @@ class Options:
     shutdown_grace: float = 5.0
     #: let the kernel's own stdout/stderr through (default: discarded)
     kernel_output: bool = False
+    #: seconds one check may take (kernel start-up not counted); past it, the check fails
+    #: with what it was waiting for. The robustness check gets 0.1 s more per fuzzed message.
+    check_budget: float = 60.0
+    #: seconds a kernel may outlive its killed parent (ipykernel: about 1 s)
+    parent_death_grace: float = 10.0
+
+    def budget_for(self, check_name: str) -> float:
+        """The time budget of one check."""
+        extra = 0.1 * max(0, self.fuzz_budget) if check_name == "robustness" else 0.0
+        return self.check_budget + extra
 
 
 CheckFn = Callable[["Context"], str]
@@ -97,6 +115,13 @@ class Context:
         self.clients: list[KernelClient] = []
         self.kernel_info: dict[str, Any] | None = None
         self._start_error: str | None = None
+        #: the running check's time budget, shared by all its clients
+        self.budget = Budget()
+        #: what busy/idle the kernel does not publish (None: not known yet), found at the
+        #: first start and given to later clients so that they do not wait for it again
+        self.no_status: dict[str, str] | None = None
+        #: seconds the first start took until the kernel answered (None: not started yet)
+        self.startup_seconds: float | None = None
 
     @property
     def kernelspec(self) -> dict[str, Any]:
@@ -116,10 +141,17 @@ class Context:
                 startup_timeout=self.options.startup_timeout,
                 spec_manager=self.spec_manager,
                 kernel_output=self.options.kernel_output,
+                budget=self.budget,
+                no_status=self.no_status,
             )
             self.clients.append(client)
             try:
+                started = time.monotonic()
                 client.start()
+                if self.startup_seconds is None:
+                    self.startup_seconds = time.monotonic() - started
+                if self.no_status is None:
+                    self.no_status = dict(client.no_status)
                 return client
             except KernelExitedAtStartup:
                 client.close()
@@ -157,6 +189,14 @@ class Context:
         finally:
             client.close()
 
+    def typical_startup(self) -> float | None:
+        """Seconds this kernel takes to start and answer (starting the shared kernel if none
+        was started yet); None if it cannot be started the usual way."""
+        if self.startup_seconds is None:
+            with contextlib.suppress(KernelDied):
+                self.kernel()
+        return self.startup_seconds
+
     def info(self) -> dict[str, Any]:
         """The kernel_info_reply content (asked once)."""
         if self.kernel_info is None:
@@ -187,13 +227,18 @@ class Context:
                 client.close()
 
 
+def load_checks() -> None:
+    """Register every check (the protocol checks, then the lifecycle ones)."""
+    from . import _checks, _checks_lifecycle  # noqa: F401
+
+
 def run_checks(
     ctx: Context,
     names: Sequence[str] | None = None,
     on_result: Callable[[Result], None] | None = None,
 ) -> list[Result]:
     """Run the named checks (all, in registry order, when None); schema last."""
-    order = list(CHECKS)
+    order = [n for n in CHECKS if n != "schema"] + (["schema"] if "schema" in CHECKS else [])
     if names:
         unknown = [n for n in names if n not in CHECKS]
         if unknown:
@@ -203,6 +248,8 @@ def run_checks(
     for name in order:
         info = CHECKS[name]
         start = time.monotonic()
+        budget = ctx.options.budget_for(name)
+        ctx.budget.start(budget)
         try:
             message = info.fn(ctx)
             status: Status = "pass"
@@ -211,12 +258,23 @@ def run_checks(
             status, message, details = "skip", str(exc), []
         except Fail as exc:
             status, message, details = "fail", str(exc), []
+        except NoStatus as exc:
+            status, details = "skip", []
+            message = (
+                f"not checked: {exc}, and this check waits for it (found at start-up; the "
+                "kernel_info check fails on it)"
+            )
+        except OverBudget as exc:
+            status, message = "fail", f"took longer than {budget:g} s: waiting for {exc}"
+            details = traceback.format_exception(exc)
         except (NoReply, KernelDied) as exc:
             status, message = "fail", f"{type(exc).__name__}: {exc}"
             details = traceback.format_exception(exc)
         except Exception as exc:
             status, message = "error", f"the check itself failed: {type(exc).__name__}: {exc}"
             details = traceback.format_exception(exc)
+        finally:
+            ctx.budget.stop()
         result = Result(
             name, status, message, info.spec, round(time.monotonic() - start, 2), details
         )
@@ -250,8 +308,7 @@ def run(
     Returns:
         One :class:`Result` per check.
     """
-    from . import _checks  # noqa: F401  (registers the checks)
-
+    load_checks()
     ctx = Context(
         kernel_name, profile or profile_for(kernel_name), options or Options(), spec_manager
     )

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._runner import CHECKS, Options, Result, run
+from ._runner import CHECKS, Options, Result, load_checks, run
 from .profiles import load_profile, profile_for
 from .report import exit_status, format_results, table_row
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from . import _checks  # noqa: F401  (registers the checks, for --help)
+    load_checks()  # registers the checks, for --help
 
     p.add_argument("kernel", metavar="KERNEL", help="an installed kernelspec name")
     p.add_argument(
@@ -44,6 +44,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="seconds to wait for any reply before calling it a hang (default 15)",
     )
     p.add_argument("--startup-timeout", type=float, default=60.0, metavar="S")
+    p.add_argument(
+        "--check-budget",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds one check may take, kernel start-up not counted (default 60)",
+    )
     p.add_argument("--kernel-output", action="store_true", help="show the kernel's own output")
 
 
@@ -54,6 +61,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         startup_timeout=args.startup_timeout,
         fuzz_budget=args.fuzz_budget,
         kernel_output=args.kernel_output,
+        check_budget=getattr(args, "check_budget", Options.check_budget),
     )
     live = args.format == "table" and sys.stdout.isatty()
 

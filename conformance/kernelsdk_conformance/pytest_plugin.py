@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ._runner import CHECKS, Options, Result, run
+from ._runner import CHECKS, Options, Result, load_checks, run
 from .profiles import Profile
 
 
@@ -29,7 +29,7 @@ def conformance_tests(
     options: Options | None = None,
 ) -> Callable[..., None]:
     """A test function parametrized over the checks (assign it to a ``test_*`` name)."""
-    from . import _checks  # noqa: F401  (registers the checks)
+    load_checks()
 
     names = list(checks or CHECKS)
     cache: dict[str, Result] = {}

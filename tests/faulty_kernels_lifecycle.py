@@ -1,0 +1,100 @@
+"""Deliberately broken kernels for the conformance suite's lifecycle and verdict checks.
+
+``FaultyLifecycleKernel`` is the probe kernel (see kernels_for_tests) with exactly one fault,
+chosen by the ``KSDK_FAULT`` environment variable of its kernelspec, as in faulty_kernels.py:
+
+    no_status_kernel_info     kernel_info_request gets its reply but no busy/idle on IOPub
+    never_idle                no request ever gets its idle status (busy comes)
+    input_survives_interrupt  an interrupt ends a cell waiting for input (reply, idle), but
+                              the input keeps waiting: the next input_reply goes to it and
+                              it prints, with the interrupted request's parent, after idle
+    shutdown_hangs_in_input   shut down while a cell waits for input, the process never exits
+    ignores_parent_death      the kernel watches no parent (neither JPY_PARENT_PID nor its
+                              parent process), so it outlives its parent
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+import trio
+from kernels_for_tests import ProbeKernel
+
+from kernelsdk import ExecuteContext, _server
+
+FAULT = os.environ.get("KSDK_FAULT", "")
+
+if FAULT == "ignores_parent_death":
+    # At import (before the runtime starts): the kernel watches no parent.
+    os.environ.pop("JPY_PARENT_PID", None)
+    with contextlib.suppress(ImportError):  # kernelsdk without parent watching ignores it anyway
+        from kernelsdk import _parent
+
+        _parent.ParentWatch.from_environment = classmethod(  # type: ignore[method-assign,assignment]
+            lambda cls, environ=os.environ: None
+        )
+
+
+def _drop_status(drop: Any) -> None:
+    original = _server.KernelServer.publish
+
+    def publish(
+        self: _server.KernelServer, msg_type: str, content: dict[str, Any], parent: Any, *a: Any
+    ) -> None:
+        if msg_type == "status" and drop(content.get("execution_state"), parent):
+            return
+        original(self, msg_type, content, parent, *a)
+
+    _server.KernelServer.publish = publish  # type: ignore[method-assign]
+
+
+def _apply(fault: str) -> None:
+    if fault == "no_status_kernel_info":
+        _drop_status(lambda state, parent: getattr(parent, "msg_type", "") == "kernel_info_request")
+    elif fault == "never_idle":
+        _drop_status(lambda state, parent: state == "idle")
+
+
+class FaultyLifecycleKernel(ProbeKernel):
+    implementation = "faulty-lifecycle-probe"
+
+    def __init__(self) -> None:
+        _apply(FAULT)
+        super().__init__()
+        self._shutting_down = False
+
+    async def do_execute(self, code: str, ctx: ExecuteContext) -> str | None:
+        command, _, arg = code.strip().partition(" ")
+        if command == "input" and FAULT == "input_survives_interrupt":
+            return await self._input_outliving_the_cell(ctx, arg)
+        if command == "input" and FAULT == "shutdown_hangs_in_input":
+            try:
+                ctx.print(await ctx.input(arg))
+            except trio.Cancelled:
+                if self._shutting_down:
+                    with trio.CancelScope(shield=True):
+                        await trio.sleep_forever()  # never lets the process exit
+                raise
+            return None
+        return await super().do_execute(code, ctx)
+
+    async def _input_outliving_the_cell(self, ctx: ExecuteContext, prompt: str) -> None:
+        answered = trio.Event()
+
+        async def wait_for_input() -> None:
+            try:
+                value = await ctx.input(prompt)
+            except BaseException:
+                value = "<input cancelled>"
+            ctx.print(value)  # ctx publishes with the cell's parent, whenever this runs
+            answered.set()
+
+        # A task of its own, outside the cell's cancel scope: the interrupt does not reach it.
+        trio.lowlevel.spawn_system_task(wait_for_input)
+        await answered.wait()
+
+    async def do_shutdown(self, restart: bool) -> None:
+        self._shutting_down = True
+        await super().do_shutdown(restart)
