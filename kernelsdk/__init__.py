@@ -15,6 +15,7 @@ from ._events import Request as Request
 from ._events import Subscription as Subscription
 from ._exceptions import ConfigError as ConfigError
 from ._exceptions import ExecutionError as ExecutionError
+from ._exceptions import InputInterrupted as InputInterrupted
 from ._exceptions import KernelNotFoundError as KernelNotFoundError
 from ._exceptions import KernelSDKError as KernelSDKError
 from ._exceptions import LocalProtocolError as LocalProtocolError
@@ -63,6 +64,7 @@ __all__ = [
     "ExecutionError",
     "Header",
     "InMemoryHistory",
+    "InputInterrupted",
     "InputReply",
     "InvalidMessage",
     "IsComplete",

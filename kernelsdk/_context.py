@@ -4,7 +4,8 @@ One :class:`ExecuteContext` exists per ``execute_request``. Every output it publ
 that request as parent, so output lands in the right notebook cell even when several kernels
 share a process. Output methods are plain functions that may be called from the Trio thread or
 from a worker thread started by :meth:`ExecuteContext.run_blocking` (they hop to the Trio thread
-themselves). When the request is ``silent`` they publish nothing.
+themselves). When the request is ``silent`` they publish nothing; once the execution has ended
+(a worker thread an interrupt left running) they publish nothing either, and it is logged.
 """
 
 from __future__ import annotations
@@ -137,16 +138,28 @@ class ExecuteContext:
     async def input(self, prompt: str = "", *, password: bool = False) -> str:
         """Ask the frontend for a line of input (``input_request`` on stdin).
 
+        An interrupt cancels it like any ``await`` of ``do_execute``.
+
         Raises:
             StdinNotAllowedError: the request had ``allow_stdin=False``.
             EOFError: the user sent end-of-input.
+            InputInterrupted: this execution was interrupted or has ended (only where the
+                interrupt's cancellation cannot reach the caller: a worker thread).
         """
         if not self.allow_stdin:
             raise StdinNotAllowedError("this frontend does not support input requests")
         return await self._request_input(prompt, password)
 
     def input_from_thread(self, prompt: str = "", *, password: bool = False) -> str:
-        """:meth:`input` for code running in a :meth:`run_blocking` worker thread."""
+        """:meth:`input` for code running in a worker thread (:meth:`run_blocking`, or a
+        :class:`~kernelsdk.NativeRunner` call); blocks the thread until the reply.
+
+        Raises:
+            InputInterrupted: at once, when this execution is interrupted or ends or the
+                kernel shuts down while the thread waits (or before it asks). The
+                ``input_request`` is dropped: a late reply to it answers nothing.
+            StdinNotAllowedError, EOFError: as :meth:`input`.
+        """
         return trio.from_thread.run(
             lambda: self.input(prompt, password=password), trio_token=self._token
         )
@@ -154,8 +167,10 @@ class ExecuteContext:
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking or native code in a worker thread, keeping the kernel responsive.
 
-        Heartbeat, control requests and comms are served meanwhile. On interrupt, the
-        kernel's :meth:`~kernelsdk.BaseKernel.do_interrupt` hook is called to stop the native
-        work, and this call raises at once even if ``fn`` has not returned yet.
+        Heartbeat, control requests and comms are served meanwhile. ``fn``'s exception is
+        raised as it is. On interrupt, the kernel's :meth:`~kernelsdk.BaseKernel.do_interrupt`
+        hook is called to stop the native work, and this call raises at once even if ``fn``
+        has not returned yet; the execution then ends, and output ``fn`` still sends is
+        dropped (nothing of a request is published after its ``idle``).
         """
         return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)

@@ -73,7 +73,12 @@ Event = Request | InputReply | Subscription | InvalidMessage
 @final
 @attrs.frozen
 class Outgoing:
-    """Frames the driver must send on ``channel``."""
+    """Frames the driver must send on ``channel``.
+
+    ``msg_id`` is the message's id where the driver needs it (an ``input_request``: replies
+    are matched to it), else empty.
+    """
 
     channel: Channel
     frames: tuple[bytes, ...]
+    msg_id: str = ""

@@ -12,6 +12,10 @@
     ├── StdinNotAllowedError      ``ctx.input()`` called for a request with ``allow_stdin=False``
     └── ExecutionError            the user's code failed: becomes an ``error`` reply
 
+    KeyboardInterrupt
+    └── InputInterrupted          a pending ``ctx.input``/``input_from_thread`` was cut off: its
+                                  execution was interrupted, ended, or the kernel shuts down
+
 Remote garbage never escapes as an exception: the protocol core turns a
 :class:`RemoteProtocolError` into an :class:`~kernelsdk.InvalidMessage` event at the receive
 boundary, which the runtime logs and drops.
@@ -50,6 +54,17 @@ class KernelNotFoundError(ConfigError):
 
 class StdinNotAllowedError(KernelSDKError):
     """The frontend did not allow stdin for this request (``allow_stdin`` was false)."""
+
+
+class InputInterrupted(KeyboardInterrupt):
+    """The input a worker thread waits for (``ctx.input_from_thread``) will never come.
+
+    Raised at once when the execution that asked is interrupted or has ended, or when the
+    kernel shuts down; the ``input_request`` is dropped, and a late ``input_reply`` to it is
+    ignored. A ``KeyboardInterrupt``, as Ctrl-C at Python's ``input()`` is, so that an
+    interpreter's ``except Exception`` does not swallow it. (In a Trio task, ``await
+    ctx.input()`` of an interrupted execution raises :class:`trio.Cancelled` instead.)
+    """
 
 
 class ExecutionError(KernelSDKError):

@@ -28,16 +28,30 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import trio
 
 from ._context import ExecuteContext
+from ._exceptions import InputInterrupted
 
 T = TypeVar("T")
 
 #: An output action replayed on the Trio thread: ``("stream", name, text)`` or a callable.
 _Item = tuple[str, str] | Callable[[ExecuteContext], None]
+
+
+class _Finished(Generic[T]):
+    """How a native call ended: its value, or the exception it raised."""
+
+    def __init__(self, value: T | None = None, *, error: BaseException | None = None) -> None:
+        self._value = value
+        self._error = error
+
+    def result(self) -> T:
+        if self._error is not None:
+            raise self._error
+        return cast(T, self._value)  # set by a call that returned
 
 
 class NativeOutput:
@@ -133,7 +147,10 @@ class NativeOutput:
         with trio.CancelScope() as self._input_scope:
             if self.interrupted:
                 return None
-            return await self.ctx.input(prompt, password=password)
+            try:
+                return await self.ctx.input(prompt, password=password)
+            except InputInterrupted:  # the execution was interrupted, or the kernel shuts down
+                return None
         return None  # cancelled by an interrupt
 
     def _interrupt(self) -> None:
@@ -141,10 +158,18 @@ class NativeOutput:
         if self._input_scope is not None:
             self._input_scope.cancel()
 
-    async def _flush_periodically(self, interval: float) -> None:
-        while True:
-            await trio.sleep(interval)
-            self.flush()
+    async def _flush_periodically(
+        self, interval: float, scope: trio.CancelScope, done: trio.Event
+    ) -> None:
+        # Ended by ``scope`` alone (shielded from the caller's cancellation), so it never ends
+        # with a Cancelled that its nursery would raise, wrapped in an ExceptionGroup.
+        try:
+            with scope:
+                while True:
+                    await trio.sleep(interval)
+                    self.flush()
+        finally:
+            done.set()
 
 
 class NativeRunner:
@@ -177,6 +202,8 @@ class NativeRunner:
         """Run ``fn(output, *args)`` in a worker thread, with ``output`` a :class:`NativeOutput`
         publishing to ``ctx``; returns its result.
 
+        ``fn``'s exception is raised as it is (as :meth:`ExecuteContext.run_blocking` does,
+        never inside an ``ExceptionGroup``), after the output ``fn`` wrote before it.
         If the surrounding scope is cancelled (an interrupt), this still waits for ``fn`` to
         return before raising :class:`trio.Cancelled`, so pair it with :meth:`interrupt`.
         """
@@ -184,19 +211,36 @@ class NativeRunner:
             output = NativeOutput(ctx)
             self._output = output
             try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(output._flush_periodically, self._flush_interval)
-                    try:
-                        # Not abandoned on cancel: the runtime is single-threaded and the next
-                        # call must not start while this one still runs.
-                        return await trio.to_thread.run_sync(
-                            fn, output, *args, abandon_on_cancel=False
-                        )
-                    finally:
-                        nursery.cancel_scope.cancel()
+                finished = await self._call_while_flushing(output, fn, args)
             finally:
                 self._output = None
                 output.flush()
+            # Interrupted: Cancelled, whatever fn returned or raised once stopped.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            return finished.result()
+
+    async def _call_while_flushing(
+        self, output: NativeOutput, fn: Callable[..., T], args: tuple[Any, ...]
+    ) -> _Finished[T]:
+        """Call ``fn`` in the worker while a task publishes its output. How it ended is
+        returned, not raised: raised in the nursery, it would leave wrapped in a group."""
+        flusher, flusher_done = trio.CancelScope(shield=True), trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                output._flush_periodically, self._flush_interval, flusher, flusher_done
+            )
+            try:
+                # Not abandoned on cancel: the runtime is single-threaded and the next call
+                # must not start while this one still runs.
+                finished = _Finished(
+                    await trio.to_thread.run_sync(fn, output, *args, abandon_on_cancel=False)
+                )
+            except BaseException as exc:  # re-raised by run
+                finished = _Finished[T](error=exc)
+            flusher.cancel()
+            with trio.CancelScope(shield=True):  # the nursery then has nothing left to wait for
+                await flusher_done.wait()
+        return finished
 
     def interrupt(self) -> None:
         """Stop the running call, if any (call from ``do_interrupt``, on the Trio thread)."""

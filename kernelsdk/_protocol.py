@@ -199,7 +199,7 @@ class KernelProtocol:
     ) -> tuple[bytes, ...]:
         self._counter += 1
         header = {
-            "msg_id": f"{self.session_id}_{self._counter}",
+            "msg_id": self._last_msg_id(),
             "msg_type": msg_type,
             "session": self.session_id,
             "username": self.username,
@@ -216,6 +216,10 @@ class KernelProtocol:
                 buffers=buffers,
             )
         )
+
+    def _last_msg_id(self) -> str:
+        """The id of the message built last (ids count up within this kernel's session)."""
+        return f"{self.session_id}_{self._counter}"
 
     def reply(
         self, request: Request, content: dict[str, Any], metadata: dict[str, Any] | None = None
@@ -266,13 +270,12 @@ class KernelProtocol:
         )
 
     def input_request(self, parent: Message, prompt: str, password: bool) -> Outgoing:
-        """``input_request`` on stdin, routed with the *shell* request's identities."""
-        return Outgoing(
-            Channel.STDIN,
-            self._message(
-                "input_request",
-                {"prompt": prompt, "password": password},
-                parent,
-                parent.identities,
-            ),
+        """``input_request`` on stdin, routed with the *shell* request's identities; its
+        ``msg_id`` is set, to match the ``input_reply``."""
+        frames = self._message(
+            "input_request",
+            {"prompt": prompt, "password": password},
+            parent,
+            parent.identities,
         )
+        return Outgoing(Channel.STDIN, frames, msg_id=self._last_msg_id())

@@ -14,7 +14,12 @@ One Trio nursery holds a task per channel:
   running a cell is seen by that cell.
 * the **control reader** runs control requests one at a time, even while the shell worker
   is busy: interrupt, shutdown and kernel_info always answer.
-* the **stdin reader** passes ``input_reply`` messages to the execution waiting for them.
+* the **stdin reader** passes each ``input_reply`` to the ``input_request`` it answers (its
+  parent; a reply without one answers the oldest waiting request). A request is dropped when
+  its execution is interrupted or ends: a late reply to it is ignored, and a worker thread
+  waiting for it gets :class:`~kernelsdk.InputInterrupted` at once. An execution's output
+  that arrives after it has ended (from a worker an interrupt left behind) is dropped, so
+  nothing of a request is published after its ``idle``.
 * the **IOPub writer** sends everything published, and the shell replies, in order, from one
   queue: a request's outputs, then its reply, then its ``idle``.
 * the **IOPub reader** answers each subscription with ``iopub_welcome``.
@@ -24,6 +29,7 @@ Invalid messages are logged and dropped before anything else sees them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import traceback
@@ -36,7 +42,7 @@ import trio
 
 from ._context import ExecuteContext
 from ._events import Channel, InputReply, InvalidMessage, Outgoing, Request, Subscription
-from ._exceptions import ExecutionError, RemoteProtocolError
+from ._exceptions import ExecutionError, InputInterrupted, RemoteProtocolError
 from ._kernel import BaseKernel, Completions, IsComplete
 from ._message import Message
 from ._protocol import COMM_MESSAGES, ExecutePlan, KernelProtocol
@@ -54,6 +60,63 @@ _MAX_BATCH_BYTES = 64 << 10
 
 #: What the IOPub queue holds: a message to build, a built one, or a flush marker to set.
 _IOPubItem = QueuedOutput | Outgoing | trio.Event
+
+
+_INTERRUPTED: dict[str, Any] = {
+    "ename": "KeyboardInterrupt",
+    "evalue": "interrupted by the user",
+    "traceback": ["KeyboardInterrupt: interrupted by the user"],
+}
+
+
+class _PendingInput:
+    """An ``input_request`` sent, waiting for its ``input_reply``."""
+
+    def __init__(self) -> None:
+        self.reply: InputReply | None = None
+        self.answered = trio.Event()
+
+    def answer(self, reply: InputReply) -> None:
+        if self.reply is None:
+            self.reply = reply
+            self.answered.set()
+
+
+class _Execution:
+    """One running ``execute_request``: what an interrupt cancels, and whether the execution
+    may still ask for input and publish output."""
+
+    def __init__(self, request: Message) -> None:
+        self.request = request
+        self.scope = trio.CancelScope()
+        self.takes_input = True
+        self.ended = False
+        self.dropped_output = False  # logged once
+        self._input_scopes: set[trio.CancelScope] = set()
+
+    def interrupt(self) -> None:
+        self.scope.cancel()
+        self.stop_input()
+
+    def end(self) -> None:
+        self.ended = True
+        self.stop_input()
+
+    def stop_input(self) -> None:
+        """Cut off pending input requests, and refuse new ones."""
+        self.takes_input = False
+        for scope in self._input_scopes:
+            scope.cancel()
+
+    @contextlib.contextmanager
+    def waiting_for_input(self) -> Iterator[trio.CancelScope]:
+        """A cancel scope for one input request, cancelled by :meth:`stop_input`."""
+        with trio.CancelScope() as scope:
+            self._input_scopes.add(scope)
+            try:
+                yield scope
+            finally:
+                self._input_scopes.discard(scope)
 
 
 def _error_content(exc: BaseException) -> dict[str, Any]:
@@ -91,9 +154,9 @@ class KernelServer:
         self._iopub_send, self._iopub_recv = trio.open_memory_channel[_IOPubItem](math.inf)
         # Each request with the seq of the last comm message that arrived before it.
         self._shell_send, self._shell_recv = trio.open_memory_channel[tuple[int, Request]](math.inf)
-        self._input_send, self._input_recv = trio.open_memory_channel[InputReply](math.inf)
+        self._inputs: dict[str, _PendingInput] = {}  # by input_request msg_id, oldest first
         self._comm_send, self._comm_recv = trio.open_memory_channel[Request](math.inf)
-        self._executing: set[trio.CancelScope] = set()
+        self._executions: set[_Execution] = set()
         self._shell_pending = 0  # requests queued for or running in the shell worker
         self._last_comm_seq = 0  # seq of the last comm message queued
         self._comm_done_seq = 0  # seq of the last comm message handled
@@ -131,9 +194,9 @@ class KernelServer:
 
     def interrupt(self) -> None:
         """Interrupt the running execution (from SIGINT or ``interrupt_request``)."""
-        log.info("interrupt: %d execution(s) running", len(self._executing))
-        for scope in self._executing:
-            scope.cancel()
+        log.info("interrupt: %d execution(s) running", len(self._executions))
+        for execution in self._executions:
+            execution.interrupt()
         try:
             self.kernel.do_interrupt()
         except Exception:
@@ -335,7 +398,21 @@ class KernelServer:
         while True:
             reply = await self._receive_request(Channel.STDIN)
             assert isinstance(reply, InputReply)
-            self._input_send.send_nowait(reply)
+            self._route_input_reply(reply)
+
+    def _route_input_reply(self, reply: InputReply) -> None:
+        pending = self._pending_input_for(reply)
+        if pending is None:
+            log.warning("dropped an input_reply that answers no waiting input_request")
+            return
+        pending.answer(reply)
+
+    def _pending_input_for(self, reply: InputReply) -> _PendingInput | None:
+        parent = reply.message.parent_header
+        if parent is not None and parent.msg_type == "input_request":
+            return self._inputs.get(parent.msg_id)
+        # jupyter_client's BlockingKernelClient.input sends no parent: the oldest waiting one.
+        return next((p for p in self._inputs.values() if p.reply is None), None)
 
     # -- handling one request --------------------------------------------------------------
 
@@ -393,36 +470,22 @@ class KernelServer:
             self.publish(
                 "execute_input", {"code": plan.code, "execution_count": plan.execution_count}, msg
             )
+        execution = _Execution(msg)
         ctx = ExecuteContext(
             request=msg,
             execution_count=plan.execution_count,
             silent=plan.silent,
             store_history=plan.store_history,
             allow_stdin=plan.allow_stdin,
-            publish=lambda t, c, m, b: self.publish(t, c, msg, m, b),
-            request_input=lambda prompt, password: self._input(msg, prompt, password),
+            publish=lambda t, c, m, b: self._publish_output(execution, t, c, m, b),
+            request_input=lambda prompt, password: self._input(execution, prompt, password),
         )
-        error: dict[str, Any] | None = None
-        result: Any = None
-        with trio.CancelScope() as scope:
-            self._executing.add(scope)
-            try:
-                result = await self.kernel.do_execute(plan.code, ctx)
-            except Exception as exc:
-                error = _error_content(exc)
-            finally:
-                self._executing.discard(scope)
-        if scope.cancelled_caught:
-            error = {
-                "ename": "KeyboardInterrupt",
-                "evalue": "interrupted by the user",
-                "traceback": ["KeyboardInterrupt: interrupted by the user"],
-            }
-        output_text = None
-        if error is None and result is not None:
-            bundle = {"text/plain": result} if isinstance(result, str) else result
-            output_text = bundle.get("text/plain")
-            ctx.execute_result(bundle)
+        self._executions.add(execution)
+        try:
+            error, output_text = await self._run_cell(plan, ctx, execution)
+        finally:
+            self._executions.discard(execution)
+            execution.end()
         if plan.store_history:
             self.kernel.history.append(plan.execution_count, plan.code, output_text)
         if error is not None:
@@ -437,6 +500,44 @@ class KernelServer:
                 "user_expressions": await self._user_expressions(plan.user_expressions),
             },
         )
+
+    async def _run_cell(
+        self, plan: ExecutePlan, ctx: ExecuteContext, execution: _Execution
+    ) -> tuple[dict[str, Any] | None, Any]:
+        """``do_execute`` and its result: the error content (None on success) and the
+        result's text for the history."""
+        error: dict[str, Any] | None = None
+        result: Any = None
+        with execution.scope:
+            try:
+                result = await self.kernel.do_execute(plan.code, ctx)
+            except InputInterrupted:  # from a worker thread whose input the interrupt cut off
+                error = dict(_INTERRUPTED)
+            except Exception as exc:
+                error = _error_content(exc)
+        if execution.scope.cancelled_caught:
+            error = dict(_INTERRUPTED)
+        if error is not None or result is None:
+            return error, None
+        bundle = {"text/plain": result} if isinstance(result, str) else result
+        ctx.execute_result(bundle)
+        return None, bundle.get("text/plain")
+
+    def _publish_output(
+        self,
+        execution: _Execution,
+        msg_type: str,
+        content: dict[str, Any],
+        metadata: dict[str, Any] | None,
+        buffers: Sequence[bytes],
+    ) -> None:
+        if execution.ended:
+            # A worker thread that an interrupt left running: its cell has had its idle.
+            if not execution.dropped_output:
+                log.warning("dropped output of %s, which has ended", execution.request.msg_id)
+            execution.dropped_output = True
+            return
+        self.publish(msg_type, content, execution.request, metadata, buffers)
 
     async def _execute_failed(self, req: Request, plan: ExecutePlan, error: dict[str, Any]) -> None:
         if not plan.silent:
@@ -466,18 +567,24 @@ class KernelServer:
                 results[name] = {"status": "error", **_error_content(exc)}
         return results
 
-    async def _input(self, parent: Message, prompt: str, password: bool) -> str:
-        # Replies to an earlier, abandoned input_request must not answer this one.
-        while True:
-            try:
-                self._input_recv.receive_nowait()
-            except trio.WouldBlock:
-                break
-        out = self.protocol.input_request(parent, prompt, password)
-        await self._flush_iopub()  # the prompt belongs after what the cell printed so far
-        await self.transport.send(out.channel, out.frames)
-        reply = await self._input_recv.receive()
-        value = reply.message.content.get("value", "")
+    async def _input(self, execution: _Execution, prompt: str, password: bool) -> str:
+        if not execution.takes_input:
+            raise InputInterrupted("the execution that asked for input was interrupted or ended")
+        out = self.protocol.input_request(execution.request, prompt, password)
+        pending = self._inputs[out.msg_id] = _PendingInput()
+        try:
+            with execution.waiting_for_input() as scope:
+                await self._flush_iopub()  # the prompt belongs after what the cell printed
+                await self.transport.send(out.channel, out.frames)
+                await pending.answered.wait()
+        finally:
+            del self._inputs[out.msg_id]  # a late reply to it answers nothing
+        # Cancelled by stop_input alone: the caller runs outside the execution's scope (a
+        # worker thread's request, through trio.from_thread). Had the execution's own scope
+        # been cancelled too, its Cancelled would have gone past this scope to that one.
+        if scope.cancelled_caught or pending.reply is None:
+            raise InputInterrupted("the execution that asked for input was interrupted or ended")
+        value = pending.reply.message.content.get("value", "")
         if not isinstance(value, str):
             log.warning("input_reply.value is not a string: treated as empty")
             value = ""
@@ -559,6 +666,10 @@ class KernelServer:
 
     async def _shutdown_request(self, req: Request) -> None:
         restart = bool(req.message.content.get("restart", False))
+        if self._executions:
+            # The running cell ends with the kernel anyway. Interrupted first, it stops waiting
+            # for input and frees what do_shutdown may need (a NativeRunner's interpreter).
+            self.interrupt()
         await self.kernel.do_shutdown(restart)
         content = {"status": "ok", "restart": restart}
         await self._reply(req, content)

@@ -133,6 +133,8 @@ class TestClient:
         self._iopub: dict[str, list[Message]] = {}
         self._replies: dict[str, Message] = {}
         self.input_replies: list[str] = []
+        # input_requests read while looking for another execution's, kept for receive().
+        self._held_stdin = collections.deque[Message]()
         self._clock = UtcClock()
 
     def message(self, msg_type: str, content: dict[str, Any] | None = None) -> Message:
@@ -155,7 +157,29 @@ class TestClient:
         return msg.msg_id
 
     async def receive(self, channel: Channel) -> Message:
+        if channel is Channel.STDIN and self._held_stdin:
+            return self._held_stdin.popleft()
         return self.session.deserialize(await self.transport.client_receive(channel))
+
+    async def input_request_of(self, msg_id: str) -> Message:
+        """The next ``input_request`` of the execution ``msg_id``; those of other executions
+        (say, an interrupted one's, never answered) stay for :meth:`receive`."""
+        for held in self._held_stdin:
+            if _parent_id(held) == msg_id:
+                self._held_stdin.remove(held)
+                return held
+        while True:
+            msg = self.session.deserialize(await self.transport.client_receive(Channel.STDIN))
+            if _parent_id(msg) == msg_id:
+                return msg
+            self._held_stdin.append(msg)
+
+    def reply_input(self, request: Message, value: str) -> None:
+        """Answer the ``input_request`` ``request`` with ``value`` (the reply's parent is the
+        request, as JupyterLab sends it)."""
+        msg = self.message("input_reply", {"value": value})
+        reply = attrs.evolve(msg, parent_header=request.header)
+        self.transport.client_send(Channel.STDIN, self.session.serialize(reply))
 
     async def collect(
         self, msg_id: str, channel: Channel = Channel.SHELL, expect_reply: bool = True
@@ -178,7 +202,8 @@ class TestClient:
         return await self.collect(self.send(msg_type, content, channel), channel)
 
     async def execute(self, code: str, **options: Any) -> RequestResult:
-        """Run ``code``; with ``input=[...]``, answer input requests with those values."""
+        """Run ``code``; with ``input=[...]``, answer its input requests with those values
+        (only this execution's requests: another's are left for :meth:`receive`)."""
         answers = list(options.pop("input", []))
         msg_id = self.send(
             "execute_request",
@@ -190,14 +215,16 @@ class TestClient:
 
             async def answer() -> None:
                 for value in answers:
-                    await self.receive(Channel.STDIN)
-                    reply = self.message("input_reply", {"value": value})
-                    self.transport.client_send(Channel.STDIN, self.session.serialize(reply))
+                    self.reply_input(await self.input_request_of(msg_id), value)
 
             nursery.start_soon(answer)
             result = await self.collect(msg_id)
             nursery.cancel_scope.cancel()
         return result
+
+
+def _parent_id(msg: Message) -> str | None:
+    return msg.parent_header.msg_id if msg.parent_header is not None else None
 
 
 @asynccontextmanager

@@ -12,6 +12,9 @@
                    (N = 2e8 takes a few seconds)
     error          raise ExecutionError("ProbeError", ...)
     input PROMPT   await ctx.input(PROMPT) and print the value
+    thread-input P ctx.input_from_thread(P) in a run_blocking worker that holds the kernel's
+                   interpreter lock (a stateful interpreter written in Python); the worker
+                   prints "worker done" when its input returns or raises, then the value
     password       await ctx.input("Password: ", password=True) and print the value
     display ID TXT display TXT (text/plain) with display_id ID
     update ID TXT  update the display ID to TXT
@@ -29,6 +32,12 @@ Comm target "probe": on open, the kernel sends {"opened": <open data>}; every co
 echoed back as {"echo": <data>}.
 
 ``ProbeMessageKernel`` is the same kernel with ``interrupt_mode = "message"``.
+
+``NativeProbeKernel`` runs its cells through a :class:`~kernelsdk.NativeRunner`, the way a
+kernel bridging a C runtime does::
+
+    input PROMPT   NativeOutput.input(PROMPT) in the worker; prints the value (or "interrupted")
+    print TEXT     print TEXT to stdout from the worker
 """
 
 from __future__ import annotations
@@ -51,6 +60,8 @@ from kernelsdk import (
     ExecutionError,
     IsComplete,
     Message,
+    NativeOutput,
+    NativeRunner,
 )
 
 _BUFFER = bytes(1 << 20)  # hashing >= 2 KiB releases the GIL
@@ -103,6 +114,7 @@ class ProbeKernel(BaseKernel):
         super().__init__()
         self._spinning: set[threading.Event] = set()
         self._comm_waiters: set[trio.Event] = set()
+        self._interpreter = threading.Lock()  # what a stateful interpreter's state needs
         self.comms.register_target("probe", self._open_probe)
 
     def _open_probe(self, comm: Comm, msg: Message) -> None:
@@ -144,6 +156,8 @@ class ProbeKernel(BaseKernel):
                 ctx.print(f"I am rank {_mpi_rank()}")
             elif command == "input":
                 ctx.print(await ctx.input(arg))
+            elif command == "thread-input":
+                ctx.print(await ctx.run_blocking(self._input_in_interpreter, ctx, arg))
             elif command == "password":
                 ctx.print(await ctx.input("Password: ", password=True))
             elif command == "display":
@@ -183,6 +197,15 @@ class ProbeKernel(BaseKernel):
     async def do_is_complete(self, code: str) -> IsComplete:
         return IsComplete("complete")
 
+    def _input_in_interpreter(self, ctx: ExecuteContext, prompt: str) -> str:
+        with self._interpreter:
+            try:
+                return ctx.input_from_thread(prompt)
+            finally:
+                # After an interrupt this worker outlives its cell: this output must not be
+                # published after the cell's idle.
+                ctx.print("worker done")
+
     def do_interrupt(self) -> None:
         for stop in list(self._spinning):
             stop.set()
@@ -190,3 +213,32 @@ class ProbeKernel(BaseKernel):
 
 class ProbeMessageKernel(ProbeKernel):
     interrupt_mode = "message"
+
+
+class NativeProbeKernel(BaseKernel):
+    implementation = "native-probe"
+    implementation_version = "0.1"
+    language_info = {"name": "probe", "mimetype": "text/plain", "file_extension": ".probe"}
+    display_name = "Native probe"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runner = NativeRunner(lambda: None)  # the worker only blocks in input
+
+    async def do_execute(self, code: str, ctx: ExecuteContext) -> None:
+        await self.runner.run(self._run, code, ctx=ctx)
+
+    @staticmethod
+    def _run(out: NativeOutput, code: str) -> None:
+        for line in code.splitlines():
+            command, _, arg = line.lstrip().partition(" ")
+            if command == "input":
+                value = out.input(arg)
+                out.write("stdout", f"{'interrupted' if value is None else value}\n")
+            elif command == "print":
+                out.write("stdout", arg + "\n")
+            elif command:
+                raise ExecutionError("UnknownCommand", f"unknown command {command!r}")
+
+    def do_interrupt(self) -> None:
+        self.runner.interrupt()

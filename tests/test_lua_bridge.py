@@ -206,3 +206,28 @@ def test_output_without_a_context_is_dropped() -> None:
             assert await runner.run(work) == 7
 
     trio.run(main)
+
+
+class NativeFailure(Exception):
+    pass
+
+
+def test_the_workers_exception_is_raised_as_it_is() -> None:
+    """Like ``run_blocking``: ``except NativeFailure`` works, no ExceptionGroup around it."""
+
+    async def main() -> None:
+        runner = NativeRunner(lambda: None)
+
+        def fail(out: NativeOutput) -> None:
+            raise NativeFailure("from the worker")
+
+        with trio.fail_after(GUARD):
+            try:
+                await runner.run(fail)
+            except NativeFailure as exc:
+                assert str(exc) == "from the worker"
+            else:
+                raise AssertionError("NativeFailure was not raised")
+        assert not runner.busy
+
+    trio.run(main)
