@@ -50,6 +50,7 @@ class RegisteringKernel:
         # kernel still starting from one that ignores the file.
         self._monitor = self.router.get_monitor_socket(zmq.EVENT_ACCEPTED)
         self.connected = False
+        self.registered = False
         self.port = self.router.bind_to_random_port("tcp://127.0.0.1")
         self.kernel_id = str(uuid.uuid4())
         self.key = str(uuid.uuid4())
@@ -112,7 +113,9 @@ class RegisteringKernel:
         while time.monotonic() < deadline:
             self.budget.check("the kernel's registration")
             if self.router.poll(50):
-                return Registration.from_frames(self.session, self.router.recv_multipart())
+                frames = self.router.recv_multipart()
+                self.registered = True
+                return Registration.from_frames(self.session, frames)
             if not self.connected and self._monitor.poll(0):
                 self.connected = True
             if (
@@ -167,10 +170,11 @@ class RegisteringKernel:
         kc.connect()
 
     def close(self, grace: float) -> None:
-        """Wait ``grace`` seconds for the process to exit, then kill its process group."""
+        """Wait ``grace`` seconds for the process to exit, then kill its process group (at
+        once if it never registered: nobody asked it to shut down)."""
         if self.proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(grace)
+                self.proc.wait(grace if self.registered else 0)
             if self.proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
