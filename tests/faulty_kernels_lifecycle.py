@@ -6,8 +6,9 @@ chosen by the ``KSDK_FAULT`` environment variable of its kernelspec, as in fault
     no_status_kernel_info     kernel_info_request gets its reply but no busy/idle on IOPub
     never_idle                no request ever gets its idle status (busy comes)
     input_survives_interrupt  an interrupt ends a cell waiting for input (reply, idle), but
-                              the input keeps waiting: the next input_reply goes to it and
-                              it prints, with the interrupted request's parent, after idle
+                              its input stays pending: the next input_reply goes to it, it
+                              prints, with the interrupted request's parent, after that
+                              idle, and the next cell never gets its answer
     shutdown_hangs_in_input   shut down while a cell waits for input, the process never exits
     ignores_parent_death      the kernel watches no parent (neither JPY_PARENT_PID nor its
                               parent process), so it outlives its parent
@@ -50,8 +51,37 @@ def _drop_status(drop: Any) -> None:
     _server.KernelServer.publish = publish  # type: ignore[method-assign]
 
 
+def _input_survives_interrupt() -> None:
+    """Below kernelsdk's guards (replies routed to the input_request they answer, output of
+    an ended cell dropped): what a kernel without them does."""
+    original_input = _server.KernelServer._input
+    original_route = _server.KernelServer._route_input_reply
+
+    async def input(self: Any, execution: Any, *args: Any) -> str:
+        try:
+            result: str = await original_input(self, execution, *args)
+        except BaseException:  # interrupted: the old input keeps waiting
+            self._stale_input = getattr(execution, "request", execution)
+            raise
+        return result
+
+    def route(self: Any, reply: Any) -> None:
+        stale = getattr(self, "_stale_input", None)
+        if stale is None:
+            original_route(self, reply)
+            return
+        self._stale_input = None
+        value = str(reply.message.content.get("value", ""))
+        self.publish("stream", {"name": "stdout", "text": value + "\n"}, stale)
+
+    _server.KernelServer._input = input  # type: ignore[method-assign]
+    _server.KernelServer._route_input_reply = route  # type: ignore[method-assign]
+
+
 def _apply(fault: str) -> None:
-    if fault == "no_status_kernel_info":
+    if fault == "input_survives_interrupt":
+        _input_survives_interrupt()
+    elif fault == "no_status_kernel_info":
         _drop_status(lambda state, parent: getattr(parent, "msg_type", "") == "kernel_info_request")
     elif fault == "never_idle":
         _drop_status(lambda state, parent: state == "idle")
@@ -67,8 +97,6 @@ class FaultyLifecycleKernel(ProbeKernel):
 
     async def do_execute(self, code: str, ctx: ExecuteContext) -> str | None:
         command, _, arg = code.strip().partition(" ")
-        if command == "input" and FAULT == "input_survives_interrupt":
-            return await self._input_outliving_the_cell(ctx, arg)
         if command == "input" and FAULT == "shutdown_hangs_in_input":
             try:
                 ctx.print(await ctx.input(arg))
@@ -79,21 +107,6 @@ class FaultyLifecycleKernel(ProbeKernel):
                 raise
             return None
         return await super().do_execute(code, ctx)
-
-    async def _input_outliving_the_cell(self, ctx: ExecuteContext, prompt: str) -> None:
-        answered = trio.Event()
-
-        async def wait_for_input() -> None:
-            try:
-                value = await ctx.input(prompt)
-            except BaseException:
-                value = "<input cancelled>"
-            ctx.print(value)  # ctx publishes with the cell's parent, whenever this runs
-            answered.set()
-
-        # A task of its own, outside the cell's cancel scope: the interrupt does not reach it.
-        trio.lowlevel.spawn_system_task(wait_for_input)
-        await answered.wait()
 
     async def do_shutdown(self, restart: bool) -> None:
         self._shutting_down = True

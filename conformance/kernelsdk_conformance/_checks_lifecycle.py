@@ -74,7 +74,7 @@ def input_interrupt(ctx: Context) -> str:
     code = ctx.sample("code_input", prompt=PROMPT)
     kc = ctx.kernel()
     first = kc.execute(code, allow_stdin=True)
-    _await_input(kc, first, "the cell reading input")
+    first_req = _await_input(kc, first, "the cell reading input")
     _interrupt(ctx, kc)
     try:
         reply = kc.reply("shell", first)
@@ -98,7 +98,9 @@ def input_interrupt(ctx: Context) -> str:
     kc.drain_iopub(0.5)  # anything of the interrupted cell still on its way
     if not kc.alive():
         raise Fail("the kernel died after the interrupt of a cell waiting for input")
-    # The next cell reads input too: its input_request must be its own, and answered.
+    # The next cell reads input too: its input_request must be its own, and answered. The
+    # answer has no parent header, as jupyter_client's KernelClient.input sends it (nbclient,
+    # papermill, jupyter console): the kernel must give it to the input waiting now.
     value = f"{MARK}-{uuid.uuid4().hex[:6]}"
     second = kc.execute(code, allow_stdin=True)
     req = kc.recv_raw("stdin", kc.timeout)
@@ -110,14 +112,15 @@ def input_interrupt(ctx: Context) -> str:
         got = "nothing" if req is None else f"{req.msg_type} of another parent"
         problems.append(f"the next cell reading input got {got} on stdin, not its input_request")
     else:
-        kc.send("stdin", "input_reply", {"value": value}, parent=req.header)
+        kc.send("stdin", "input_reply", {"value": value})
         try:
             reply2 = kc.reply("shell", second)
             msgs2 = kc.collect(second)
         except NoReply:
             problems.append(
                 f"the next cell got no execute_reply and idle within {kc.timeout:g} s of the "
-                "input_reply to its own input_request"
+                "input_reply to its input_request (sent without parent header, as "
+                "jupyter_client does)"
             )
         else:
             status2 = reply2.content.get("status") if isinstance(reply2.content, dict) else None
@@ -127,14 +130,18 @@ def input_interrupt(ctx: Context) -> str:
                 problems.append("the next cell did not print the value of its input_reply")
             else:
                 next_ok = True
-    kc.drain_iopub(0.3)
+    # A frontend may still show the interrupted cell's prompt, and a user answer it: that
+    # late reply must reach nothing (the cell is over).
+    stale = f"{MARK}-stale-{uuid.uuid4().hex[:6]}"
+    kc.send("stdin", "input_reply", {"value": stale}, parent=first_req.header)
+    kc.drain_iopub(0.5)
     late = _after_idle(kc, first)
     if late:
-        sent = (
-            " (the value sent to the next cell)"
-            if any(value in stream_text([m]) for m in late)
-            else ""
-        )
+        sent = ""
+        if any(value in stream_text([m]) for m in late):
+            sent = " (the value sent to the next cell)"
+        elif any(stale in stream_text([m]) for m in late):
+            sent = " (the value of a late input_reply to its input_request)"
         problems.insert(
             0, f"published after the interrupted cell's idle, with its parent: {_show(late)}{sent}"
         )
