@@ -114,6 +114,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mpi", action="store_true", help="run on every rank of an MPI job")
     p.add_argument("--mpi-output", choices=["all", "rank0", "grouped"], default="all")
     p.add_argument(
+        "--no-parent-watch",
+        dest="watch_parent",
+        action="store_false",
+        help="keep running when the frontend (JPY_PARENT_PID) or the parent process dies",
+    )
+    p.add_argument(
         "--log-level",
         type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -297,9 +303,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
             packer=args.packer,
             log_level=args.log_level,
             output=OutputMode(args.mpi_output),
+            watch_parent=args.watch_parent,
         )
         return 0
-    run_kernel(cls, args.connection_file, packer=args.packer, log_level=args.log_level)
+    run_kernel(
+        cls,
+        args.connection_file,
+        packer=args.packer,
+        log_level=args.log_level,
+        watch_parent=args.watch_parent,
+    )
     return 0
 
 

@@ -12,6 +12,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Final
 
 import trio
 
@@ -20,6 +21,7 @@ from ._connection import ConnectionInfo
 from ._exceptions import RemoteProtocolError, TransportError
 from ._kernel import BaseKernel
 from ._packers import get_packer
+from ._parent import ParentWatch
 from ._protocol import KernelProtocol
 from ._registration import ACK_TIMEOUT, Registration
 from ._server import KernelServer
@@ -27,6 +29,9 @@ from ._session import Session
 from ._zmq_transport import ZmqTransport
 
 log = logging.getLogger("kernelsdk")
+
+#: At most how long an orphaned kernel's ``do_shutdown`` may take before it exits anyway.
+ORPHAN_SHUTDOWN_GRACE: Final = 5.0
 
 
 def _load_or_create(path: str) -> tuple[ConnectionInfo, bool]:
@@ -96,6 +101,7 @@ async def _serve(
     path: str,
     packer: str,
     created: bool,
+    parent: ParentWatch | None,
 ) -> None:
     kernel = kernel_factory()
     write_back = created or info.registers or 0 in info.ports.values()
@@ -111,8 +117,24 @@ async def _serve(
                         server.interrupt()
 
                 nursery.start_soon(forward_interrupts)
+                if parent is not None:
+                    nursery.start_soon(_stop_when_orphaned, parent, server, nursery.cancel_scope)
                 await server.wait_stopped()
                 nursery.cancel_scope.cancel()
+        # Leaving open_kernel stops the server and closes the sockets, releasing the ports.
+
+
+async def _stop_when_orphaned(
+    parent: ParentWatch, server: KernelServer, serving: trio.CancelScope
+) -> None:
+    """Once the frontend is gone, shut down as a shutdown request would: stop the running
+    cell (a native one returns only through do_interrupt), let the kernel clean up, stop."""
+    await parent.wait_for_exit()
+    log.warning("%s exited: shutting down", parent.description)
+    server.interrupt()
+    with trio.move_on_after(ORPHAN_SHUTDOWN_GRACE):
+        await server.kernel.do_shutdown(False)
+    serving.cancel()
 
 
 def run_kernel(
@@ -121,6 +143,7 @@ def run_kernel(
     *,
     packer: str = "json",
     log_level: str = "WARNING",
+    watch_parent: bool = False,
 ) -> None:
     """Serve a kernel on the sockets described by ``connection_file`` until shutdown.
 
@@ -128,13 +151,20 @@ def run_kernel(
     called once the process is set up.
 
     SIGINT never kills the process: while idle it is ignored, while code runs it interrupts it.
+
+    With ``watch_parent`` (what ``python -m kernelsdk run`` passes), the kernel also shuts down
+    when its frontend dies: the process named by ``JPY_PARENT_PID`` if that is an ancestor,
+    else the parent. Off by default: a process that serves a kernel of its own is the one to
+    decide when it ends.
     """
     # Ignored from the first moment: the client's interrupt must not kill a starting kernel.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Decided first, while the parent is surely alive: a later look could find it gone.
+    parent = ParentWatch.from_environment() if watch_parent else None
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.WARNING),
         stream=sys.stderr,
         format="[%(name)s %(levelname)s] %(message)s",
     )
     info, created = _load_or_create(connection_file)
-    trio.run(_serve, kernel_factory, info, connection_file, packer, created)
+    trio.run(_serve, kernel_factory, info, connection_file, packer, created, parent)

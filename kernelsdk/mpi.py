@@ -63,6 +63,10 @@ _INTERRUPT_GRACE: Final = 10.0
 #: Polling: only yield for this long after the last message, then sleep at most this long.
 _SPIN: Final = 0.01
 _MAX_POLL_SLEEP: Final = 0.005
+#: After shutdown, how long rank 0 waits for every other rank to say it is leaving before it
+#: aborts the job (a rank stuck in a cell would otherwise keep the job, and MPI_Finalize on
+#: rank 0, waiting forever).
+_SHUTDOWN_GRACE: Final = 5.0
 
 _world: MPI.Intracomm | None = None  # set by run_mpi_kernel
 
@@ -269,6 +273,8 @@ class RootKernel(BaseKernel):
         self._output = output
         self._seq = 0
         self._sends: list[Any] = []
+        self._shutdown_sent = False
+        self._departed: set[int] = set()  # ranks that said "bye" after a shutdown command
 
     @property
     def size(self) -> int:
@@ -340,6 +346,9 @@ class RootKernel(BaseKernel):
         while run.pending:
             report = await _poll(self._comm, _any_source(), _TAG_REPORT)
             kind, report_seq, rank = report[0], report[1], report[2]
+            if kind == "bye":  # a shutdown during this cell: kept for end_job
+                self._departed.add(rank)
+                continue
             if report_seq != seq:
                 continue  # a straggler from an execution that was already given up on
             if kind == "output":
@@ -374,8 +383,32 @@ class RootKernel(BaseKernel):
         self.inner.do_interrupt()
 
     async def do_shutdown(self, restart: bool) -> None:
-        self._send_all({"op": "shutdown", "seq": self._seq, "restart": restart})
+        self._tell_workers_to_stop(restart)
         await self.inner.do_shutdown(restart)
+
+    def _tell_workers_to_stop(self, restart: bool) -> None:
+        if not self._shutdown_sent:
+            self._shutdown_sent = True
+            self._send_all({"op": "shutdown", "seq": self._seq, "restart": restart})
+
+    def end_job(self, grace: float = _SHUTDOWN_GRACE) -> list[int]:
+        """After serving: see every other rank leave (telling them to, if no shutdown has),
+        so that MPI_Finalize cannot hang. Returns the ranks that did not say so within
+        ``grace`` seconds: they are stuck, and only aborting the job ends them."""
+        self._tell_workers_to_stop(False)
+        deadline = time.monotonic() + grace
+        source = _any_source()
+        while len(self._departed) < self._size - 1 or not all(r.Test() for r in self._sends):
+            message = self._comm.improbe(source=source, tag=_TAG_REPORT)
+            if message is not None:
+                report = message.recv()
+                if report[0] == "bye":
+                    self._departed.add(report[2])
+            elif time.monotonic() > deadline:
+                return sorted(set(range(1, self._size)) - self._departed)
+            else:
+                time.sleep(_MAX_POLL_SLEEP)
+        return []
 
     async def do_complete(self, code: str, cursor_pos: int) -> Completions:
         return await self.inner.do_complete(code, cursor_pos)
@@ -426,6 +459,7 @@ class _Worker:
                 command = await _poll(self.comm, 0, _TAG_COMMAND)
             if command["op"] == "shutdown":
                 await self.kernel.do_shutdown(bool(command.get("restart", False)))
+                self.report("bye", command["seq"], self.rank)
                 break
             if command["op"] == "execute":
                 await self._execute(command)
@@ -512,24 +546,43 @@ def run_mpi_kernel(
     packer: str = "json",
     log_level: str = "WARNING",
     output: OutputMode = OutputMode.ALL,
+    watch_parent: bool = False,
 ) -> None:
-    """Run on every rank: rank 0 serves the kernel, the others serve rank 0."""
+    """Run on every rank: rank 0 serves the kernel, the others serve rank 0.
+
+    With ``watch_parent``, rank 0 watches the frontend (see :func:`kernelsdk.run_kernel`);
+    when it dies, rank 0 shuts down and tells every rank to, as on a shutdown request.
+    """
     global _world
     comm = _world = _comm_world()
     if comm.Get_rank() == 0:
         from ._runtime import run_kernel
 
+        roots: list[RootKernel] = []
+
         def root() -> BaseKernel:
-            return RootKernel(kernel_factory(), comm, output)
+            roots.append(RootKernel(kernel_factory(), comm, output))
+            return roots[0]
 
         try:
-            run_kernel(root, connection_file, packer=packer, log_level=log_level)
+            run_kernel(
+                root, connection_file, packer=packer, log_level=log_level, watch_parent=watch_parent
+            )
         except KernelSDKError as exc:
             # Rank 0 cannot serve (a port taken, a bad connection file). The other ranks would
             # wait for its commands forever, and MPI_Finalize at exit waits for them: the job
             # would hang instead of dying, and the client would never learn why. End it.
             print(f"kernelsdk: error: {exc}", file=sys.stderr, flush=True)
             comm.Abort(2)
+        stuck = roots[0].end_job() if roots else []
+        if stuck:
+            print(
+                f"kernelsdk: error: ranks {stuck} did not stop within {_SHUTDOWN_GRACE} s "
+                "of shutdown: aborting the job",
+                file=sys.stderr,
+                flush=True,
+            )
+            comm.Abort(1)
         return
     # MPICH's launcher forwards a SIGINT to every rank: that must not kill one of them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -371,17 +371,19 @@ def test_run_loads_the_class_and_calls_the_runtime(
 ) -> None:
     calls: list[tuple[Any, ...]] = []
 
-    def fake_run_kernel(cls: type, connection_file: str, *, packer: str, log_level: str) -> None:
-        calls.append((cls, connection_file, packer, log_level))
+    def fake_run_kernel(
+        cls: type, connection_file: str, *, packer: str, log_level: str, watch_parent: bool
+    ) -> None:
+        calls.append((cls, connection_file, packer, log_level, watch_parent))
 
     monkeypatch.setattr(_runtime, "run_kernel", fake_run_kernel)
     args = ["run", "toy", "-f", "conn.json", "--packer", "msgpack", "--log-level", "debug"]
     assert main(args) == 0
-    assert main(["run", "toykernels:PlainKernel", "-f", "c.json"]) == 0
+    assert main(["run", "toykernels:PlainKernel", "-f", "c.json", "--no-parent-watch"]) == 0
     toykernels = sys.modules["toykernels"]
     assert calls == [
-        (toykernels.ToyKernel, "conn.json", "msgpack", "DEBUG"),
-        (toykernels.PlainKernel, "c.json", "json", "WARNING"),
+        (toykernels.ToyKernel, "conn.json", "msgpack", "DEBUG", True),
+        (toykernels.PlainKernel, "c.json", "json", "WARNING", False),
     ]
 
 
@@ -407,7 +409,7 @@ def test_run_path_stays_light(toy: Toy, hint: bool) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
-        "ToyKernel conn.json {'packer': 'json', 'log_level': 'WARNING'}",
+        "ToyKernel conn.json {'packer': 'json', 'log_level': 'WARNING', 'watch_parent': True}",
         "[]" if hint else "['importlib.metadata']",
     ]
 
