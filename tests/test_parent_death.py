@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,11 @@ class Frontend:
             env=_with_tests_on_path(),
         )
         assert self.process.stdout is not None
-        self.announced: dict[str, Any] = json.loads(self.process.stdout.readline())
+        try:
+            self.announced: dict[str, Any] = json.loads(self.process.stdout.readline())
+        except ValueError:
+            self.kill()
+            raise
         self.kernel_pid: int = self.announced["pid"]
 
     @property
@@ -118,6 +122,20 @@ def _reaping(pids: list[int]) -> Iterator[None]:
                 os.kill(pid, signal.SIGKILL)
 
 
+@pytest.fixture
+def launch() -> Iterator[Callable[..., Frontend]]:
+    """Starts frontends; any still alive at the end of the test (it failed) is killed."""
+    started: list[Frontend] = []
+
+    def start(*args: str) -> Frontend:
+        started.append(Frontend(*args))
+        return started[-1]
+
+    yield start
+    for frontend in started:
+        frontend.kill()
+
+
 def _orphan(frontend: Frontend, pids: list[int], code: str | None, ranks: int = 0) -> float:
     """Check the kernel answers (and start ``code`` running), kill the frontend, time the rest.
 
@@ -137,28 +155,29 @@ def _orphan(frontend: Frontend, pids: list[int], code: str | None, ranks: int = 
             return _wait_gone(pids)
         finally:
             kc.stop_channels()
-            frontend.kill()
 
 
 @pytest.mark.parametrize(("spec", "code"), [("echo", None), ("probe", "spin 600")])
 def test_kernel_exits_when_its_frontend_is_killed(
-    jupyter_env: JupyterEnv, spec: str, code: str | None
+    jupyter_env: JupyterEnv, launch: Callable[..., Frontend], spec: str, code: str | None
 ) -> None:
-    frontend = Frontend("kernel", spec)
+    frontend = launch("kernel", spec)
     took = _orphan(frontend, [frontend.kernel_pid], code)
     print(f"{spec} exited {took:.2f} s after its frontend died")
 
 
 @pytest.mark.parametrize("way", ["pidfd", "poll"])
 @pytest.mark.parametrize("variable", ["frontend", "absent", "stale"])
-def test_the_watch_ends_when_the_frontend_dies(variable: str, way: str) -> None:
+def test_the_watch_ends_when_the_frontend_dies(
+    launch: Callable[..., Frontend], variable: str, way: str
+) -> None:
     """JPY_PARENT_PID naming the frontend, missing, or naming a process long gone (then the
     parent is watched); waiting on a pidfd or, where there is none, polling."""
-    frontend = Frontend("watch", f"{variable}-{way}")
-    watching = frontend.announced["watching"]
-    expected = "the frontend" if variable == "frontend" else "the parent process"
-    assert watching.startswith(expected), watching
+    frontend = launch("watch", f"{variable}-{way}")
     with _reaping([frontend.kernel_pid]):
+        watching = frontend.announced["watching"]
+        expected = "the frontend" if variable == "frontend" else "the parent process"
+        assert watching.startswith(expected), watching
         time.sleep(0.2)
         assert _alive(frontend.kernel_pid)
         frontend.kill()
@@ -191,20 +210,20 @@ def mpi_specs(jupyter_env: JupyterEnv) -> JupyterEnv:
 
 @pytest.mark.parametrize(("spec", "code"), [("echo-mpi2", None), ("probe-mpi2", "asleep 600")])
 def test_every_rank_exits_when_the_frontend_of_an_mpi_kernel_is_killed(
-    mpi_specs: JupyterEnv, spec: str, code: str | None
+    mpi_specs: JupyterEnv, launch: Callable[..., Frontend], spec: str, code: str | None
 ) -> None:
-    frontend = Frontend("kernel", spec)
+    frontend = launch("kernel", spec)
     job = [frontend.kernel_pid]  # mpiexec; _orphan adds its proxy and the ranks
     took = _orphan(frontend, job, code, ranks=2)
     print(f"{spec}: the job ({len(job)} processes) exited {took:.2f} s after its frontend died")
 
 
 def test_embedded_kernel_keeps_serving_when_jpy_parent_pid_is_dead(
-    jupyter_env: JupyterEnv, tmp_path: Path
+    jupyter_env: JupyterEnv, launch: Callable[..., Frontend], tmp_path: Path
 ) -> None:
     """open_kernel belongs to its host: JPY_PARENT_PID naming a dead process (the host's
     launcher, killed; the host reparented) must not stop it."""
-    frontend = Frontend("embedded", str(tmp_path))
+    frontend = launch("embedded", str(tmp_path))
     host = frontend.kernel_pid
     with _reaping([host]):
         frontend.kill()  # first thing: no way for the host to leak it
@@ -221,10 +240,12 @@ def test_embedded_kernel_keeps_serving_when_jpy_parent_pid_is_dead(
         _wait_gone([host])
 
 
-def test_a_rank_that_cannot_stop_is_ended_by_aborting_the_job(mpi_specs: JupyterEnv) -> None:
+def test_a_rank_that_cannot_stop_is_ended_by_aborting_the_job(
+    mpi_specs: JupyterEnv, launch: Callable[..., Frontend]
+) -> None:
     """Rank 1 frozen (SIGSTOP: it can neither hear the shutdown nor answer): rank 0 must not
     wait for it forever in MPI_Finalize, but end the job."""
-    frontend = Frontend("kernel", "echo-mpi2")
+    frontend = launch("kernel", "echo-mpi2")
     job = [frontend.kernel_pid]
     with _reaping(job):
         job += _descendants(job[0])
