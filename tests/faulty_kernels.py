@@ -19,6 +19,19 @@ kernelsdk's runtime, applied in the kernel process only, when the kernel is crea
     stdin_ignores_allow  input_request is sent even when allow_stdin is false
     no_interrupt         interrupts of running code are ignored
     forged_registration  started from a registration file, it signs its ports with a wrong key
+    hb_needs_gil         the heartbeat is a Python thread: no echo while a cell holds the GIL
+    history_ignores_output  history_reply entries are [session, line, input] even for output=True
+    incomplete_no_indent is_complete 'incomplete' is answered without 'indent'
+    update_wrong_id      update_display_data carries another display_id than the one asked
+    drops_after_forged   after a forged message, the next valid one on that socket is dropped
+    comm_no_status       comm_info, comm_open, comm_msg and comm_close get no busy/idle
+    parentless_comm_close  the comm_close answering a comm_open has an empty parent header
+    misspelt_update      update_display_data goes out as 'iopub_update_display_data'
+    parentless_clear     clear_output is published with an empty parent header
+
+And one quirk that is no fault (the suite must pass it):
+
+    prompt_trimmed       input_request.prompt has its whitespace stripped
 """
 
 from __future__ import annotations
@@ -78,7 +91,7 @@ def _die_on_idle_sigint() -> None:
     original = _server.KernelServer.interrupt
 
     def interrupt(self: _server.KernelServer) -> None:
-        if not self._executing:
+        if not self._executions:
             os._exit(3)
         original(self)
 
@@ -119,7 +132,7 @@ def _control_blocked() -> None:
 
     async def handle(self: _server.KernelServer, req: Any) -> None:
         if req.channel is _protocol.Channel.CONTROL:
-            while self._executing:
+            while self._executions:
                 await trio.sleep(0.01)
         await original(self, req)
 
@@ -202,6 +215,129 @@ def _forged_registration() -> None:
         return original(self, _session.Session(b"not the key"))
 
     _registration.Registration.to_frames = to_frames  # type: ignore[method-assign]
+
+
+@fault("hb_needs_gil")
+def _hb_needs_gil() -> None:
+    import zmq
+
+    def echo_in_python(sock: Any) -> None:
+        # Blocking recv releases the GIL, but returning from it needs the GIL back.
+        try:
+            while True:
+                sock.send_multipart(sock.recv_multipart())
+        except zmq.ContextTerminated:
+            pass
+        finally:
+            sock.close(linger=0)
+
+    _heartbeat._echo = echo_in_python
+
+
+@fault("history_ignores_output")
+def _history_ignores_output() -> None:
+    from kernelsdk import _history
+
+    _history.HistoryEntry.as_reply_item = (  # type: ignore[method-assign]
+        lambda self, output: [_history.SESSION, self.line, self.input]
+    )
+
+
+@fault("incomplete_no_indent")
+def _incomplete_no_indent() -> None:
+    async def is_complete(self: _server.KernelServer, req: Any) -> None:
+        result = await self.kernel.do_is_complete(str(req.message.content.get("code", "")))
+        await self._reply(req, {"status": result.status})
+
+    _server.KernelServer._HANDLERS["is_complete_request"] = is_complete
+
+
+@fault("update_wrong_id")
+def _update_wrong_id() -> None:
+    original = _context.ExecuteContext.update_display
+
+    def update_display(
+        self: _context.ExecuteContext, display_id: str, data: Any, metadata: Any = None
+    ) -> None:
+        original(self, display_id + "-other", data, metadata)
+
+    _context.ExecuteContext.update_display = update_display  # type: ignore[method-assign]
+
+
+@fault("drops_after_forged")
+def _drops_after_forged() -> None:
+    dropping: set[Any] = set()
+
+    def decode(self: _server.KernelServer, channel: Any, frames: list[bytes]) -> Any:
+        event = self.protocol.receive(channel, frames)
+        if isinstance(event, _protocol.InvalidMessage):
+            if any(w in event.reason for w in ("signature", "unsigned", "replay")):
+                dropping.add(channel)  # the reader "resynchronises" by skipping a message
+            return None
+        if channel in dropping:
+            dropping.discard(channel)
+            return None
+        return event
+
+    _server.KernelServer._decode = decode  # type: ignore[method-assign]
+
+
+@fault("comm_no_status")
+def _comm_no_status() -> None:
+    original = _server.KernelServer._handle
+
+    async def handle(self: _server.KernelServer, req: Any) -> None:
+        if req.msg_type in ("comm_info_request", "comm_open", "comm_msg", "comm_close"):
+            token = _server._current_parent.set(req.message)
+            try:
+                await self._HANDLERS[req.msg_type](self, req)
+            finally:
+                _server._current_parent.reset(token)
+            return
+        await original(self, req)
+
+    _server.KernelServer._handle = handle  # type: ignore[method-assign]
+
+
+def _publish_patch(change: Any) -> None:
+    original = _server.KernelServer.publish
+
+    def publish(
+        self: _server.KernelServer, msg_type: str, content: Any, parent: Any, *a: Any, **k: Any
+    ) -> None:
+        msg_type, parent = change(msg_type, parent)
+        original(self, msg_type, content, parent, *a, **k)
+
+    _server.KernelServer.publish = publish  # type: ignore[method-assign]
+
+
+@fault("parentless_comm_close")
+def _parentless_comm_close() -> None:
+    _publish_patch(lambda t, parent: (t, None if t == "comm_close" else parent))
+
+
+@fault("misspelt_update")
+def _misspelt_update() -> None:
+    _publish_patch(
+        lambda t, parent: ("iopub_update_display_data" if t == "update_display_data" else t, parent)
+    )
+
+
+@fault("parentless_clear")
+def _parentless_clear() -> None:
+    _publish_patch(lambda t, parent: (t, None if t == "clear_output" else parent))
+
+
+@fault("prompt_trimmed")
+def _prompt_trimmed() -> None:
+    original = _context.ExecuteContext.input
+
+    async def input(
+        self: _context.ExecuteContext, prompt: str = "", *, password: bool = False
+    ) -> str:
+        return await original(self, prompt.strip(), password=password)
+
+    _context.ExecuteContext.input = input  # type: ignore[method-assign]
 
 
 class FaultyKernel(ProbeKernel):

@@ -10,6 +10,8 @@
                    naive kernel doing synchronous work in do_execute does)
     gil N          sum(range(N)) on the Trio thread: one C call holding the GIL throughout
                    (N = 2e8 takes a few seconds)
+    hold S         a busy loop on the Trio thread that keeps the GIL for S seconds (the switch
+                   interval raised past S): what a long C call holding the GIL does, timed
     error          raise ExecutionError("ProbeError", ...)
     input PROMPT   await ctx.input(PROMPT) and print the value
     thread-input P ctx.input_from_thread(P) in a run_blocking worker that holds the kernel's
@@ -18,6 +20,9 @@
     password       await ctx.input("Password: ", password=True) and print the value
     display ID TXT display TXT (text/plain) with display_id ID
     update ID TXT  update the display ID to TXT
+    display-new T  display T with a display id the kernel picks itself (as languages whose
+                   display call returns a handle do)
+    update-last T  update the display of the last display-new to T
     html TEXT      display TEXT as text/html (with a text/plain fallback)
     png            display a small PNG image (image/png, with a text/plain fallback)
     clear          ctx.clear_output()
@@ -27,6 +32,8 @@
     result TEXT    make TEXT the cell's result (execute_result)
     comm-wait [T]  print "waiting for comm", then block until a comm_msg arrives on a "probe"
                    comm (at most T seconds, default 30) and print what arrived
+
+A cell ending in a backslash is incomplete (is_complete, indent "").
 
 Comm target "probe": on open, the kernel sends {"opened": <open data>}; every comm_msg is
 echoed back as {"echo": <data>}.
@@ -48,10 +55,12 @@ import struct
 import sys
 import threading
 import time
+import uuid
 import zlib
 from pathlib import Path
 
 import trio
+import trio.testing
 
 from kernelsdk import (
     BaseKernel,
@@ -75,6 +84,18 @@ def _spin(seconds: float, stop: threading.Event) -> int:
         hashlib.sha256(_BUFFER).digest()
         rounds += 1
     return rounds
+
+
+def _hold_gil(seconds: float) -> None:
+    """Spin for ``seconds`` without letting another thread take the GIL."""
+    saved = sys.getswitchinterval()
+    sys.setswitchinterval(seconds + 1.0)  # no thread asks for the GIL before then
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            pass
+    finally:
+        sys.setswitchinterval(saved)
 
 
 def _png(width: int = 32, height: int = 16) -> bytes:
@@ -114,6 +135,7 @@ class ProbeKernel(BaseKernel):
         super().__init__()
         self._spinning: set[threading.Event] = set()
         self._comm_waiters: set[trio.Event] = set()
+        self._last_display_id = ""
         self._interpreter = threading.Lock()  # what a stateful interpreter's state needs
         self.comms.register_target("probe", self._open_probe)
 
@@ -145,6 +167,10 @@ class ProbeKernel(BaseKernel):
                 await trio.sleep(float(arg))
             elif command == "block":
                 time.sleep(float(arg))
+            elif command == "hold":
+                # Let the IOPub writer send busy and execute_input first.
+                await trio.testing.wait_all_tasks_blocked(0.01)
+                _hold_gil(float(arg))
             elif command == "gil":
                 ctx.print(f"sum {sum(range(int(float(arg))))}")
             elif command == "error":
@@ -166,6 +192,11 @@ class ProbeKernel(BaseKernel):
             elif command == "update":
                 display_id, _, text = arg.partition(" ")
                 ctx.update_display(display_id, {"text/plain": text})
+            elif command == "display-new":
+                self._last_display_id = uuid.uuid4().hex
+                ctx.display({"text/plain": arg}, display_id=self._last_display_id)
+            elif command == "update-last":
+                ctx.update_display(self._last_display_id, {"text/plain": arg})
             elif command == "html":
                 ctx.display({"text/html": arg, "text/plain": "<html output>"})
             elif command == "png":
@@ -195,7 +226,7 @@ class ProbeKernel(BaseKernel):
         return result
 
     async def do_is_complete(self, code: str) -> IsComplete:
-        return IsComplete("complete")
+        return IsComplete("incomplete" if code.rstrip().endswith("\\") else "complete")
 
     def _input_in_interpreter(self, ctx: ExecuteContext, prompt: str) -> str:
         with self._interpreter:

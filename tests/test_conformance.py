@@ -34,13 +34,14 @@ class ProbeProfile(Profile):
     code_stderr = "stderr oops"
     code_generate_error = "error"
     code_sleep = "sleep {seconds}"
-    code_spin = "spin {seconds}"
+    code_spin = "hold {seconds}"  # holds the GIL: a heartbeat that needs it stalls
     code_input = "input {prompt}"
     code_password = "password"
     code_display_id = "display {display_id} {text}"
     code_update_display = "update {display_id} {text}"
     code_clear_output = "clear"
     complete_code_samples = ["print x"]
+    incomplete_code_samples = ["print x \\"]
     comm_target = "probe"
     busy_seconds = 1.0
 
@@ -62,6 +63,43 @@ FAULTS: dict[str, set[str]] = {
     "stdin_ignores_allow": {"stdin"},
     "no_interrupt": {"interrupt", "input_interrupt"},
     "forged_registration": {"handshake"},
+    "hb_needs_gil": {"heartbeat"},
+    "history_ignores_output": {"schema"},
+    "incomplete_no_indent": {"completion", "schema"},
+    "update_wrong_id": {"display"},
+    "drops_after_forged": {"security"},
+    "comm_no_status": {"comm_status"},
+    "parentless_comm_close": {"comms"},
+    "misspelt_update": {"display", "schema"},
+    "parentless_clear": {"display", "schema"},
+    "prompt_trimmed": set(),  # no fault: whitespace around a prompt is no protocol rule
+}
+
+#: fault -> (check, what its failing verdict must say)
+FAULT_VERDICTS: dict[str, list[tuple[str, str]]] = {
+    "hb_needs_gil": [("heartbeat", "no heartbeat echo within 3s while the kernel spins")],
+    "history_ignores_output": [
+        ("schema", "content.history[0][2] is str, not [input, output] (output=True was asked)")
+    ],
+    "incomplete_no_indent": [
+        ("schema", "is_complete_reply: content.indent is missing"),
+        ("completion", "content.indent is missing"),
+    ],
+    "update_wrong_id": [("display", "-other'], not for the display's id")],
+    "drops_after_forged": [
+        ("security", "shell: dropped the valid request sent after a forged one"),
+        ("security", "control: dropped the valid request sent after a forged one"),
+    ],
+    "comm_no_status": [("comm_status", "comm_open: no status idle")],
+    "parentless_comm_close": [("comms", "comm_close was sent with an empty parent header")],
+    "misspelt_update": [
+        ("schema", "unknown message type 'iopub_update_display_data' on iopub"),
+        ("display", "no update_display_data"),
+    ],
+    "parentless_clear": [
+        ("schema", "clear_output with an empty parent_header while execute_request ran"),
+        ("display", "clear_output was sent with an empty parent header"),
+    ],
 }
 
 
@@ -185,6 +223,51 @@ def test_fault_is_caught_by_its_check_only(
     for r in results:
         if r.name in FAULTS[fault]:
             assert r.message, "a failure must say what is wrong"
+    messages = {r.name: r.message for r in results}
+    for name, text in FAULT_VERDICTS.get(fault, []):
+        assert text in messages[name], _explain(results)
+
+
+class ProbeOwnIdProfile(ProbeProfile):
+    """As a language whose display call picks the display id: one display-then-update
+    sample without ``{display_id}``."""
+
+    code_display_id = "display-new {text}\nupdate-last {text}"
+    code_update_display = None
+
+
+@pytest.mark.parametrize(
+    ("kernel", "status", "text"),
+    [
+        ("conf-probe", "pass", "display_id (picked by the kernel), update_display_data"),
+        ("faulty-update_wrong_id", "fail", "-other'], not for the display's id"),
+    ],
+)
+def test_display_follows_the_id_the_kernel_picks(
+    specs: JupyterEnv, kernel: str, status: str, text: str
+) -> None:
+    """Before, such a profile could give no display sample (its id is not the suite's), and
+    an update of the wrong display passed unseen."""
+    results = run(kernel, ProbeOwnIdProfile(), checks=["display"], options=FAST)
+    assert _statuses(results) == {"display": status}, _explain(results)
+    assert text in results[0].message, _explain(results)
+
+
+def test_the_suite_leaves_the_working_directory_empty(specs: JupyterEnv, tmp_path: Any) -> None:
+    """hypothesis wrote .hypothesis/ (charmap and constants caches) into the working directory;
+    now into the user's cache dir."""
+    import subprocess
+    import sys
+
+    cwd, cache = tmp_path / "cwd", tmp_path / "cache"
+    cwd.mkdir()
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    env.pop("HYPOTHESIS_STORAGE_DIRECTORY", None)
+    argv = [sys.executable, "-m", "kernelsdk_conformance", "echo", "--fuzz-budget", "10"]
+    out = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert not list(cwd.iterdir())
+    assert (cache / "kernelsdk-conformance" / "hypothesis").is_dir()
 
 
 # -- the command line -----------------------------------------------------------------------

@@ -35,16 +35,23 @@ class Profile:
     code_generate_error: ClassVar[str | None] = None
     #: code that blocks for ``{seconds}`` seconds (interruptible, ideally)
     code_sleep: ClassVar[str | None] = None
-    #: code that keeps the CPU busy for about ``{seconds}`` seconds
+    #: code that keeps the CPU busy for about ``{seconds}`` seconds (the heartbeat check asks
+    #: for twice its echo limit, 6 s by default); ideally holding whatever the kernel's
+    #: threads share (Python: the GIL), as a long call into native code does
     code_spin: ClassVar[str | None] = None
     #: code that reads one line with prompt ``{prompt}`` and prints it (leave ``{prompt}`` out
-    #: if the language reads without a prompt: the prompt is then not compared)
+    #: if the language reads without a prompt: the prompt is then not compared; it is compared
+    #: without surrounding whitespace)
     code_input: ClassVar[str | None] = None
     #: code that reads a password (input_request.password true) and prints it
     code_password: ClassVar[str | None] = None
-    #: code that displays ``{text}`` (text/plain) with display id ``{display_id}``
+    #: code that displays ``{text}`` (text/plain) with display id ``{display_id}``. For a
+    #: language whose display call picks the id itself, leave ``{display_id}`` out: the id is
+    #: then read from the display_data's ``transient.display_id``, and the same sample must
+    #: also update that display (display-then-update), unless ``code_update_display`` is set
     code_display_id: ClassVar[str | None] = None
-    #: code that updates display ``{display_id}`` to ``{text}`` (update_display_data)
+    #: code that updates display ``{display_id}`` to ``{text}`` (update_display_data); with
+    #: a kernel-picked id, ``{display_id}`` is the id the kernel picked
     code_update_display: ClassVar[str | None] = None
     #: code that publishes clear_output
     code_clear_output: ClassVar[str | None] = None
@@ -94,8 +101,12 @@ class Python3Profile(Profile):
     code_stderr = "import sys; print('oops', file=sys.stderr)"
     code_generate_error = "raise ValueError('conformance')"
     code_sleep = "import time; time.sleep({seconds})"
+    # The loop keeps the GIL throughout (no thread asks for it within the raised switch
+    # interval), as a long C call does: a heartbeat that needs the GIL stalls meanwhile.
     code_spin = (
-        "import time\n_t = time.monotonic() + {seconds}\nwhile time.monotonic() < _t:\n    pass"
+        "import sys, time\n_s = sys.getswitchinterval()\nsys.setswitchinterval({seconds} + 1)\n"
+        "try:\n    _t = time.monotonic() + {seconds}\n    while time.monotonic() < _t:\n"
+        "        pass\nfinally:\n    sys.setswitchinterval(_s)"
     )
     code_input = "print('got:' + input({prompt!r}))"
     code_password = "import getpass; print('got:' + getpass.getpass('Password: '))"
