@@ -9,7 +9,7 @@ import queue
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import jupyter_kernel_test as jkt
@@ -179,3 +179,65 @@ def test_lua_kernelspec_carries_the_logos(
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
         assert int.from_bytes(png[16:20], "big") == size  # IHDR width
     assert (spec_dir / "logo-svg.svg").read_text().startswith("<svg")
+
+
+# -- the memory guard in a real kernel process ---------------------------------------------
+
+#: The kernel's address space, as a safety net for the machine should the guard fail (the
+#: runaway cell would then get a malloc failure, or the kernel die, instead of eating the
+#: machine). Also the bound the default guard derives its limit from.
+ADDRESS_SPACE = 1536 << 20
+#: Starts the kernel under RLIMIT_AS (a kernel.json argv: python -c TRAMPOLINE {connection_file}).
+TRAMPOLINE = (
+    "import os, resource, sys; "
+    f"resource.setrlimit(resource.RLIMIT_AS, ({ADDRESS_SPACE}, {ADDRESS_SPACE})); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'kernelsdk', 'run', 'lua54', "
+    "'-f', sys.argv[1]])"
+)
+RUNAWAY = "local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 1024) .. i end"
+
+
+@pytest.mark.parametrize(
+    ("setting", "limit_text"),
+    [("200M", "200.0 MiB (KERNELSDK_LUA_MEMORY_LIMIT)"), ("", "left by RLIMIT_AS")],
+    ids=["explicit", "default"],
+)
+def test_lua_runaway_memory_is_an_error_and_the_kernel_survives(
+    jupyter_env: JupyterEnv,
+    start_kernel: Callable[..., tuple[Any, Any]],
+    setting: str,
+    limit_text: str,
+) -> None:
+    """Issue 12, fault 5: the runaway loop used to eat the machine. Now it fails with a Lua
+    "not enough memory" error naming the guard's limit, with KERNELSDK_LUA_MEMORY_LIMIT=200M
+    and with the default (half of what RLIMIT_AS leaves the kernel), and the next cell runs
+    with the state intact."""
+    name = f"lua54-memory-{setting or 'default'}"
+    spec = {
+        "argv": [sys.executable, "-c", TRAMPOLINE, "{connection_file}"],
+        "display_name": name,
+        "language": "lua",
+        "interrupt_mode": "signal",
+        "env": {"KERNELSDK_LUA_MEMORY_LIMIT": setting},
+    }
+    directory = jupyter_env.kernels_dir / name
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
+    _, kc = start_kernel(name)
+    reply = kc.execute_interactive("kept = 41", timeout=60)
+    assert reply["content"]["status"] == "ok"
+    reply = kc.execute_interactive(RUNAWAY, timeout=120)
+    content = reply["content"]
+    assert content["status"] == "error", content
+    assert content["ename"] == "MemoryError"
+    assert content["evalue"].startswith("not enough memory"), content["evalue"]
+    assert limit_text in content["evalue"], content["evalue"]
+    results: list[str] = []
+
+    def keep_result(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "execute_result":
+            results.append(msg["content"]["data"]["text/plain"])
+
+    reply = kc.execute_interactive("kept + 1", timeout=60, output_hook=keep_result)
+    assert reply["content"]["status"] == "ok"
+    assert results == ["42"]

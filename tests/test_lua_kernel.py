@@ -609,28 +609,221 @@ def test_system_lua(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_memory_limit_leaves_the_kernel_usable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """KERNELSDK_LUA_MEMORY_LIMIT=16M: a runaway table and one huge string.rep fail with a
+    MemoryError that says why, the failed cells' garbage is collected, the state survives
+    and Lua's own allocator is back."""
     monkeypatch.setenv("KERNELSDK_LUA_MEMORY_LIMIT", "16M")
 
     async def main() -> None:
         kernel = LuaKernel()
-        assert kernel.lua.memory is not None and kernel.lua.memory.limit == 16 << 20
+        memory = kernel.lua.memory
+        assert memory is not None and memory.limit == 16 << 20
         with trio.fail_after(GUARD):
             async with open_test_kernel(kernel) as client:
                 await ok(client, "keep = {1, 2, 3}")
                 for code in ["local t = {} for i = 1, 1e8 do t[i] = i end", "s = ('x'):rep(2^25)"]:
                     result = await client.execute(code)
                     assert result.reply.content["ename"] == "MemoryError"
-                    assert result.reply.content["evalue"] == "not enough memory"
-                assert kernel.lua.memory.refused >= 2
+                    evalue = result.reply.content["evalue"]
+                    assert evalue.startswith("not enough memory"), evalue
+                    assert "16.0 MiB" in evalue and "KERNELSDK_LUA_MEMORY_LIMIT" in evalue
+                    assert not memory.precise  # after the cell: Lua's allocator again
+                assert memory.refused >= 2
                 # the failed cells' garbage is collected
                 assert await value(client, "collectgarbage(); collectgarbage('count') < 1024") == (
                     "true"
                 )
                 assert await value(client, "s") == "nil"
                 assert await value(client, "#keep, #string.rep('y', 2^20)") == "3, 1048576"
-                assert kernel.lua.memory.used <= kernel.lua.memory.limit
 
     trio.run(main)
+
+
+def test_memory_guard_is_on_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the variable, half of the memory the process can get (here: the machine's)."""
+    monkeypatch.delenv("KERNELSDK_LUA_MEMORY_LIMIT", raising=False)
+
+    async def main() -> None:
+        kernel = LuaKernel()
+        memory = kernel.lua.memory
+        assert memory is not None and memory.limit >= 32 << 20
+        assert memory.origin.startswith("50% of the ")
+        with trio.fail_after(GUARD):
+            async with open_test_kernel(kernel) as client:
+                # Far from the limit nothing counts allocations: Lua's allocator serves them.
+                await ok(client, "local t = {} for i = 1, 1e5 do t[i] = {i} end")
+                assert not memory.precise and memory.engagements == 0
+
+    trio.run(main)
+
+
+def test_memory_guard_keeps_a_users_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard's check after each GC cycle borrows the thread's hook once and puts a hook
+    set with debug.sethook back (so profilers and tracers keep working)."""
+    monkeypatch.setenv("KERNELSDK_LUA_MEMORY_LIMIT", "64M")
+
+    async def main() -> None:
+        with trio.fail_after(GUARD):
+            async with open_test_kernel(LuaKernel()) as client:
+                code = (
+                    "calls = 0\n"
+                    "debug.sethook(function() calls = calls + 1 end, '', 1000)\n"
+                    "for i = 1, 3e5 do local t = {i, tostring(i)} end\n"  # many GC cycles
+                    "local before = calls\n"
+                    "for i = 1, 1e5 do end\n"
+                    "local hook, mask, count = debug.gethook()\n"
+                    "debug.sethook()\n"
+                    "return before > 100, calls > before, mask, count"
+                )
+                assert await value(client, code) == 'true, true, "", 1000'
+
+    trio.run(main)
+
+
+def test_memory_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kernelsdk_lua._memory import available_memory, memory_limit
+
+    assert memory_limit("off") is None
+    assert memory_limit("OFF") is None
+    explicit = memory_limit("256M")
+    assert explicit is not None and explicit.limit == 256 << 20
+    available = available_memory()
+    assert available is not None
+    quarter = memory_limit("25%")
+    default = memory_limit(None)
+    assert quarter is not None and default is not None
+    # the available memory moves a little between two readings (other processes)
+    assert abs(quarter.limit - available[0] // 4) < available[0] // 20
+    assert abs(default.limit - available[0] // 2) < available[0] // 20
+    bad = memory_limit("lots")  # ignored with a warning: the default
+    assert bad is not None and bad.origin.startswith("50% of the ")
+
+
+# -- io.popen, C modules ------------------------------------------------------------------
+
+
+@lua_test
+async def test_io_popen_reads_writes_and_reports_the_exit_status(client: TestClient) -> None:
+    assert await value(client, "f = io.popen('echo hi; echo there'); f:read('l'), io.type(f)") == (
+        '"hi", "file"'
+    )
+    assert await value(client, "f:read('a'), f:close()") == '"there\\n", true, "exit", 0'
+    result = await ok(client, "for l in io.popen('printf \"a\\nb\\n\"'):lines() do print(l) end")
+    assert result.stdout == "a\nb\n"
+    assert await value(client, "io.popen('exit 3'):close()") == 'nil, "exit", 3'
+    assert await value(client, "io.popen('kill -9 $$'):close()") == 'nil, "signal", 9'
+    # "w": the command reads what Lua writes; its output and stderr appear in the cell
+    result = await ok(
+        client,
+        "local w = io.popen('tr a-z A-Z; echo oops >&2', 'w')\n"
+        "w:write('hello\\n')\n"
+        "return io.close(w)",
+    )
+    assert result.stdout == "HELLO\n" and result.stderr == "oops\n"
+    assert result_text(result) == 'true, "exit", 0'
+    result = await ok(client, "local f <close> = io.popen('echo x; ls /nonexistent') f:read('a')")
+    assert "No such file or directory" in result.stderr
+    result = await client.execute("io.popen('true', 'rw')")
+    assert "bad argument #2 to 'popen' (invalid mode)" in result.reply.content["evalue"]
+
+
+@lua_test
+async def test_interrupt_stops_a_read_from_io_popen(client: TestClient) -> None:
+    """Lua blocked in a read from the pipe is out of any hook's reach: the interrupt stops
+    the command (its own process group), the read returns, the hook stops the cell."""
+    await ok(client, "kept = 1")
+    msg_id = await start(
+        client, "local f = io.popen('sleep 60') io.write('reading\\n') f:read('a')"
+    )
+    before = await wait_for_stream(client, msg_id, "reading")
+    await trio.sleep(0.2)  # most likely in the read by now (either way the cell must stop)
+    client.send("interrupt_request", {}, Channel.CONTROL)
+    result = await finish(client, msg_id, before)
+    assert result.reply.content["ename"] == "KeyboardInterrupt"
+    assert await value(client, "kept") == "1"
+
+
+def _lua_module_dir(version: str, name: str) -> str | None:
+    import glob
+
+    found = glob.glob(f"/usr/lib/*/lua/{version}/{name}.so")
+    return found[0] if found else None
+
+
+def _run_in_a_kernel_process(code: str, env: dict[str, str]) -> str:
+    """Run ``code`` in a fresh Lua kernel (served in memory) in a new Python process: making
+    Lua's symbols global for C modules cannot be undone, so not in the test process."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import trio, json, sys\n"
+        "from kernelsdk_lua import LuaKernel\n"
+        "from kernelsdk.testing import open_test_kernel\n"
+        "async def main():\n"
+        "    async with open_test_kernel(LuaKernel()) as client:\n"
+        "        r = await client.execute(sys.argv[1])\n"
+        "        data = [m.content['data']['text/plain'] for m in r.outputs\n"
+        "                if m.msg_type == 'execute_result']\n"
+        "        print(json.dumps({'reply': r.reply.content, 'value': data}))\n"
+        "trio.run(main)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+LUA_LIBRARIES = [
+    pytest.param({}, id="lupa"),
+    pytest.param(
+        {"KERNELSDK_LUA54_LIBRARY": "liblua5.4.so.0"},
+        id="system",
+        marks=pytest.mark.skipif(
+            not _system_lua_present(), reason="Debian's liblua5.4-0 is not installed"
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("env", LUA_LIBRARIES)
+@pytest.mark.skipif(
+    _lua_module_dir("5.4", "lpeg") is None or _lua_module_dir("5.4", "lfs") is None,
+    reason="Debian's lua-lpeg and lua-filesystem are not installed "
+    "(apt-get install lua-lpeg lua-filesystem)",
+)
+def test_c_modules_from_debian_packages(env: dict[str, str]) -> None:
+    import json
+
+    code = (
+        "local lpeg, lfs = require 'lpeg', require 'lfs'\n"
+        "return lpeg.match(lpeg.C(lpeg.P'a'^1), 'aaab'), type(lfs.currentdir())"
+    )
+    outcome = json.loads(_run_in_a_kernel_process(code, env))
+    assert outcome["reply"]["status"] == "ok", outcome
+    assert outcome["value"] == ['"aaa", "string"']
+
+
+@pytest.mark.skipif(
+    _lua_module_dir("5.1", "lfs") is None,
+    reason="Debian's lua-filesystem is not installed (apt-get install lua-filesystem)",
+)
+def test_c_module_for_another_lua_says_what_to_do() -> None:
+    import json
+
+    directory = str(_lua_module_dir("5.1", "lfs")).rsplit("/", 1)[0]
+    code = f"package.cpath = '{directory}/?.so;' .. package.cpath\nrequire 'lfs'"
+    reply = json.loads(_run_in_a_kernel_process(code, {}))["reply"]
+    assert reply["status"] == "error"
+    assert "undefined symbol" in reply["evalue"]
+    assert "built for another Lua version than this kernel's Lua 5.4" in reply["evalue"]
+    assert "luarocks --lua-version 5.4 install" in reply["evalue"]
 
 
 def test_parse_size() -> None:

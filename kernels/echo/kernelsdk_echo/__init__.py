@@ -37,7 +37,9 @@ class EchoKernel(BaseKernel):
         prefix = code[start:cursor_pos]
         return Completions(sorted(w for w in self.words if w.startswith(prefix)), start, cursor_pos)
 
-    async def do_inspect(self, code: str, cursor_pos: int, detail_level: int) -> dict | None:
+    async def do_inspect(
+        self, code: str, cursor_pos: int, detail_level: int
+    ) -> dict[str, str] | None:
         start, end = word_at(code, cursor_pos)
         word = code[start:end]
         if word not in self.words:

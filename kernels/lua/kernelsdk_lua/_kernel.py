@@ -30,14 +30,14 @@ from kernelsdk import (
 )
 from kernelsdk import mpi as kernelsdk_mpi
 
+from ._memory import MEMORY_LIMIT_VARIABLE as MEMORY_LIMIT_VARIABLE
+from ._memory import memory_limit
 from ._mpi import Collectives
-from ._runtime import LuaState, load_library, lua_literal, lua_table_literal, parse_size
-
-#: Optional allocation limit of the Lua state, e.g. "256M" (set it in the kernelspec with
-#: ``python -m kernelsdk install lua54 --env KERNELSDK_LUA_MEMORY_LIMIT=256M``).
-MEMORY_LIMIT_VARIABLE = "KERNELSDK_LUA_MEMORY_LIMIT"
+from ._popen import Commands
+from ._runtime import LuaState, load_library, lua_literal, lua_table_literal
 
 INPUT_EOF, INPUT_NOT_ALLOWED, INPUT_INTERRUPTED = -1, -2, -3
+_COMMAND_OPS = frozenset({"popen", "popen_fd", "popen_release", "pclose", "pforget"})
 log = logging.getLogger("kernelsdk_lua")
 
 
@@ -95,6 +95,8 @@ class _Host:
             self.out.run_sync(self.kernel._comm_from_lua, json.loads(text.decode()))
         elif op == "register_target":
             self.out.run_sync(self.kernel._register_target, text.decode("utf-8", "replace"))
+        elif op.startswith("p") and op in _COMMAND_OPS:
+            return self._command(op, text, number)
         elif op.startswith("mpi_"):
             # A collective: blocks this worker thread (not Trio's) until every rank is there.
             if not self.cell:
@@ -102,6 +104,27 @@ class _Host:
             reply = self.kernel.mpi.call(op[4:], text, number, lambda: self.out.interrupted)
             return self.lua.set_reply(reply)
         return 0
+
+    def _command(self, op: str, text: bytes, number: int) -> int:
+        """io.popen (see _popen): start, hand the pipe to Lua, close, forget."""
+        commands = self.kernel.commands
+        if op == "popen":
+            try:
+                return commands.open(text.decode("utf-8", "surrogateescape"), write=number == 1)
+            except OSError as exc:
+                return -self.lua.set_reply(f"{text.decode(errors='replace')}: {exc}".encode())
+        if op == "popen_fd":
+            return commands.pipe_fd(number)
+        if op == "popen_release":
+            commands.release(number)
+        elif op == "pclose":
+            return commands.close(number, self._write_captured)
+        elif op == "pforget":
+            commands.forget(number)
+        return 0
+
+    def _write_captured(self, name: str, text: str) -> None:
+        self.out.write(name, text)
 
     def _input(self, prompt: str) -> int:
         try:
@@ -159,17 +182,36 @@ class LuaKernel(BaseKernel):
     def __init__(self) -> None:
         super().__init__()
         self.library = load_library(self.lua_version)
-        limit = os.environ.get(MEMORY_LIMIT_VARIABLE)
-        self.lua = LuaState(self.library, memory_limit=parse_size(limit) if limit else None)
-        self.runner = NativeRunner(self.lua.interrupt)
+        # The memory guard: on by default (see _memory), KERNELSDK_LUA_MEMORY_LIMIT=off stops it.
+        limit = memory_limit(os.environ.get(MEMORY_LIMIT_VARIABLE))
+        self.lua = LuaState(
+            self.library,
+            memory_limit=limit.limit if limit is not None else None,
+            memory_origin=limit.origin if limit is not None else "",
+        )
+        self.commands = Commands()  # io.popen's
+        self.runner = NativeRunner(self._stop)
         # Lua's `mpi` table: under `--mpi`, collectives on duplicates of COMM_WORLD made now
         # (every rank creates its kernel once, at startup); otherwise rank 0 of 1.
         world = kernelsdk_mpi.world()
         self.mpi = Collectives(world.Dup() if world is not None else None)
         self.lua.call(f"K.mpi_setup({self.mpi.rank}, {self.mpi.size})")
         version = self.lua.version_string or f"Lua {self.lua_version}"
-        self.language_info = {**type(self).language_info, "version": version.split()[-1]}
-        self.banner = f"{version} (kernelsdk, {os.path.basename(self.library.path)})"
+        # The running library's version and name (the class attributes describe the spec).
+        self.runtime_version = version.split()[-1]
+        self.runtime_banner = f"{version} (kernelsdk, {os.path.basename(self.library.path)})"
+
+    def kernel_info(self) -> dict[str, Any]:
+        info = super().kernel_info()
+        info["language_info"] = {**info["language_info"], "version": self.runtime_version}
+        info["banner"] = self.runtime_banner
+        return info
+
+    def _stop(self) -> None:
+        # Called on the Trio thread on interrupt: stop Lua, and the commands io.popen started
+        # (Lua may be blocked reading one of them, out of reach of any hook).
+        self.lua.interrupt()
+        self.commands.interrupt()
 
     # -- execution --------------------------------------------------------------------------
 

@@ -27,10 +27,14 @@ raises an error instead; Lua unwinds that itself.
 
 from __future__ import annotations
 
+import ctypes
 import glob
+import importlib.util
 import json
+import math
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -39,9 +43,19 @@ from typing import Any
 
 import cffi
 
-LUA_OK, LUA_YIELD = 0, 1
+from ._memory import MEMORY_LIMIT_VARIABLE, format_size
+from ._memory import parse_size as parse_size  # re-exported: it lived here before _memory
+
+LUA_OK, LUA_YIELD, LUA_ERRMEM = 0, 1, 4
 LUA_TSTRING, LUA_TTHREAD = 4, 8
 LUA_MASKCOUNT = 1 << 3
+LUA_GCCOUNT, LUA_GCCOUNTB = 3, 4
+#: How often the memory guard checks the heap while user code runs, besides after each GC
+#: cycle (see LuaState._watch_memory): a hook call every 10 ms costs nothing measurable.
+WATCH_INTERVAL = 0.01
+#: How much the heap may grow between two GC cycles, at most, with Lua's default settings
+#: (measured: 1.75 in Lua 5.2, 2 in 5.1, 2.25 in 5.3, 5.4 and 5.5), with a margin.
+CYCLE_GROWTH = 2.5
 ARM_KEY = 0x4B53444B  # registry slot of the driver's arm_interrupt (see driver.lua)
 
 _COMMON_CDEF = """
@@ -63,6 +77,10 @@ void lua_rawgeti(lua_State *L, int idx, long long n);  /* 5.3+ return the type: 
 void lua_sethook(lua_State *L, lua_Hook func, int mask, int count);  /* 5.1, 5.2: int */
 typedef void *(*lua_Alloc)(void *ud, void *ptr, size_t osize, size_t nsize);
 void lua_setallocf(lua_State *L, lua_Alloc f, void *ud);
+lua_Alloc lua_getallocf(lua_State *L, void **ud);
+lua_Hook lua_gethook(lua_State *L);
+int lua_gethookmask(lua_State *L);
+int lua_gethookcount(lua_State *L);
 """
 
 # 5.2+: the continuation-aware calls. (5.2 declares ctx as int and k as a lua_CFunction; on the
@@ -95,14 +113,6 @@ _libc_ffi.cdef(_LIBC_CDEF)
 _libc: Any = None
 
 
-def parse_size(text: str) -> int:
-    """``"64M"`` -> 67108864 (suffixes K, M, G; plain numbers are bytes)."""
-    text = text.strip().upper().removesuffix("B")
-    factor = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
-    number = text[:-1] if factor != 1 else text
-    return int(float(number) * factor)
-
-
 @dataclass(frozen=True)
 class Flavor:
     """What differs between the Lua versions we support."""
@@ -118,6 +128,7 @@ class Flavor:
     has_isyieldable: bool = True
     lua51_api: bool = False  # lua_pcall, luaL_loadbuffer, lua_tointeger, lua_resume(L, n)
     globals_index: int | None = None  # 5.1: LUA_GLOBALSINDEX (else registry[2] is _G)
+    gc_variadic: bool = True  # 5.4+: lua_gc(L, what, ...); before: lua_gc(L, what, data)
 
 
 FLAVORS = {
@@ -131,6 +142,7 @@ FLAVORS = {
         has_isyieldable=False,
         lua51_api=True,
         globals_index=-10002,
+        gc_variadic=False,
     ),
     "5.2": Flavor(
         "5.2",
@@ -139,6 +151,7 @@ FLAVORS = {
         resume_has_nres=False,
         openlibs_selected=False,
         has_isyieldable=False,
+        gc_variadic=False,
     ),
     "5.3": Flavor(
         "5.3",
@@ -146,6 +159,7 @@ FLAVORS = {
         "void luaL_openlibs(lua_State *L);",
         resume_has_nres=False,
         openlibs_selected=False,
+        gc_variadic=False,
     ),
     "5.4": Flavor(
         "5.4",
@@ -179,6 +193,11 @@ REQUIRED = [
     "lua_sethook",
     "lua_resume",
     "lua_setallocf",
+    "lua_getallocf",
+    "lua_gethook",
+    "lua_gethookmask",
+    "lua_gethookcount",
+    "lua_gc",
 ]
 
 SYSTEM_LIBRARIES = {
@@ -221,14 +240,12 @@ def candidate_paths(version: str) -> list[str]:
         return [forced]
     module = LUPA_MODULES.get(version)
     if module is not None:
-        try:
-            import lupa  # only to find its directory; lupa's Python API is not used
-
-            lupa_dir = Path(lupa.__file__).parent
+        # Only lupa's directory: its Python API is not used (nor imported).
+        spec = importlib.util.find_spec("lupa")
+        if spec is not None and spec.origin is not None:
+            lupa_dir = Path(spec.origin).parent
             paths += sorted(glob.glob(str(lupa_dir / f"{module}.cpython-*.so")))
             paths += sorted(glob.glob(str(lupa_dir / f"{module}*.pyd")))
-        except ImportError:
-            pass
     paths += SYSTEM_LIBRARIES.get(version, [])
     return paths
 
@@ -245,7 +262,14 @@ def load_library(version: str = "5.4") -> LuaLibrary:
         ffi = cffi.FFI()
         extra = "int lua_isyieldable(lua_State *L);" if flavor.has_isyieldable else ""
         api = _LUA51_CDEF if flavor.lua51_api else _MODERN_CDEF
-        ffi.cdef("\n".join([_COMMON_CDEF, api, flavor.resume_cdef, flavor.openlibs_cdef, extra]))
+        gc = (
+            "int lua_gc(lua_State *L, int what, ...);"
+            if flavor.gc_variadic
+            else "int lua_gc(lua_State *L, int what, int data);"
+        )
+        ffi.cdef(
+            "\n".join([_COMMON_CDEF, api, flavor.resume_cdef, flavor.openlibs_cdef, gc, extra])
+        )
         try:
             lib = ffi.dlopen(path)
         except OSError as exc:
@@ -266,12 +290,44 @@ def load_library(version: str = "5.4") -> LuaLibrary:
         if missing:
             tried.append(f"{path}: lacks {', '.join(missing)}")
             continue
+        if _exported is not None and _exported[0] != path:
+            # See export_symbols: the exported library's lua_* would replace this one's own.
+            raise LuaNotFoundError(
+                f"cannot load {path}: this process already exports the C API of {_exported[0]} "
+                "to Lua C modules, so the two Lua libraries would mix (run one Lua per process)"
+            )
         return LuaLibrary(version, path, ffi, lib, flavor)
     raise LuaNotFoundError(
         f"no Lua {version} runtime found; "
         + INSTALL_HINT.format(version)
         + (f". Tried: {'; '.join(tried)}" if tried else "")
     )
+
+
+#: The Lua library whose symbols this process exports (see export_symbols), and its handle.
+_exported: tuple[str, ctypes.CDLL] | None = None
+
+
+def export_symbols(library: LuaLibrary) -> str | None:
+    """Make ``library``'s ``lua_*`` symbols global (``RTLD_GLOBAL``), so that the C modules
+    ``require`` loads (LuaRocks' ``lfs.so``, Debian's ``lpeg.so``: they leave ``lua_*``
+    undefined, to be found in the process that loads them) link against this Lua.
+
+    Done only when a C module is about to be loaded, not at startup, because it is not
+    reversible: lupa's modules call their own API through the PLT, so a Lua library loaded
+    *after* another one went global would run the global one's functions on its own states.
+    Returns None on success, else why it failed.
+    """
+    global _exported
+    if _exported is not None:
+        return None if _exported[0] == library.path else f"{_exported[0]} exports its C API"
+    try:
+        # RTLD_NOLOAD: the library is loaded already; this only promotes it to global.
+        handle = ctypes.CDLL(library.path, mode=os.RTLD_NOW | os.RTLD_GLOBAL | os.RTLD_NOLOAD)
+    except OSError as exc:
+        return str(exc)
+    _exported = (library.path, handle)
+    return None
 
 
 def lua_literal(text: str | bytes) -> str:
@@ -310,29 +366,75 @@ def lua_table_literal(value: Any) -> str:
     return lua_literal(str(value))
 
 
+def module_paths(version: str) -> tuple[str, str]:
+    """Where LuaRocks (``--local`` and system-wide) and Debian's ``lua-*`` packages put Lua
+    ``version``'s modules: (``package.path`` templates, ``package.cpath`` templates) to append.
+    Empty where ``LUA_PATH``/``LUA_CPATH`` (or their ``_5_4`` forms) are set: those replace
+    Lua's defaults on purpose (``eval "$(luarocks path)"``)."""
+    import sysconfig
+
+    suffix = "_" + version.replace(".", "_")
+    home = Path.home()
+    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+    lua_dirs = [f"{home}/.luarocks/share/lua/{version}", f"/usr/local/share/lua/{version}"]
+    lua_dirs.append(f"/usr/share/lua/{version}")
+    c_dirs = [f"{home}/.luarocks/lib/lua/{version}", f"/usr/local/lib/lua/{version}"]
+    if multiarch:
+        c_dirs.append(f"/usr/lib/{multiarch}/lua/{version}")
+    c_dirs.append(f"/usr/lib/lua/{version}")
+    path = ";".join(f"{d}/?.lua;{d}/?/init.lua" for d in lua_dirs)
+    cpath = ";".join(f"{d}/?.so" for d in c_dirs)
+    if os.environ.get("LUA_PATH" + suffix) or os.environ.get("LUA_PATH"):
+        path = ""
+    if os.environ.get("LUA_CPATH" + suffix) or os.environ.get("LUA_CPATH"):
+        cpath = ""
+    return path, cpath
+
+
 #: Called for every host operation the driver performs: (op, text, number) -> integer reply.
 HostFn = Callable[[str, bytes, int], int]
 
 
-class MemoryLimit:
-    """A Lua allocator (``lua_Alloc``) that refuses to grow past ``limit`` bytes.
+class MemoryGuard:
+    """Keeps the Lua state under ``limit`` bytes without a Python call per allocation.
 
-    Lua turns a refused allocation into a "not enough memory" error, raised by Lua itself after
-    this callback has returned (so no longjmp crosses it); the cell fails, its garbage is
-    collected, and the kernel stays usable. The price: every allocation is a Python call (Lua
-    code that allocates a lot runs a few times slower), which is why the limit is opt-in.
-    Blocks come from the C library's realloc/free, like Lua's default allocator, so the limit
-    can be installed on a state that already holds memory.
+    Lua's own allocator (C, from ``luaL_newstate``) serves allocations while the state is far
+    from the limit. The driver keeps a sentinel object whose finalizer runs once per garbage
+    collection cycle and calls ``host("gc")``; that sets a one-shot count hook (finalizers
+    cannot read the memory count in Lua 5.4.6+), whose callback reads the count with
+    ``lua_gc(LUA_GCCOUNT)`` and, above ``watch_from`` (a third of the limit: in a runaway
+    loop the heap grows at most about 2.3 times between two cycles with Lua's default GC
+    settings), switches to :meth:`_alloc`, a Python ``lua_Alloc`` that refuses to grow past
+    the limit. Lua turns a refused allocation into an emergency full collection and, if that
+    frees too little, a "not enough memory" error raised by Lua itself after the callback has
+    returned (no longjmp crosses it). After the cell, once a full collection brings the heap
+    under ``release_below``, Lua's own allocator comes back. Costs: one Python call per GC
+    cycle far from the limit; near it, allocation-heavy Lua runs several times slower.
+
+    The limit applies only while user code runs (``active``): the driver's own calls between
+    cells never fail for memory, so a state left full by the user stays usable. Blocks come
+    from the C library's realloc/free, like Lua's default allocator, which is why the two can
+    be swapped on a state that holds memory.
     """
 
-    def __init__(self, ffi: cffi.FFI, limit: int, used: int) -> None:
+    def __init__(self, ffi: cffi.FFI, lib: Any, L: Any, limit: int, origin: str) -> None:
         global _libc
         if _libc is None:
             _libc = _libc_ffi.dlopen(None)
-        self.limit, self.used = limit, used
+        self.limit, self.origin = limit, origin
+        self.watch_from = limit // 3
+        self.release_below = limit // 4
+        self._ffi, self._lib, self._L = ffi, lib, L
         self._null = ffi.NULL
         self.callback = ffi.callback("void*(void*, void*, size_t, size_t)", self._alloc)
+        ud = ffi.new("void **")
+        self._default_alloc = lib.lua_getallocf(L, ud)
+        self._default_ud = ud[0]
+        self.precise = False  # self._alloc is the state's allocator
+        self.active = False  # user code runs: refuse to grow past the limit
+        self.used = 0  # bytes, counted by self._alloc while precise
         self.refused = 0
+        self.engagements = 0  # how often precise mode was entered (tests, diagnostics)
 
     def _alloc(self, ud: Any, ptr: Any, osize: int, nsize: int) -> Any:
         if ptr == self._null:
@@ -341,7 +443,7 @@ class MemoryLimit:
             _libc.free(ptr)
             self.used -= osize
             return self._null
-        if nsize > osize and self.used + nsize - osize > self.limit:
+        if self.active and nsize > osize and self.used + nsize - osize > self.limit:
             self.refused += 1
             return self._null
         new = _libc.realloc(ptr, nsize)
@@ -349,11 +451,37 @@ class MemoryLimit:
             self.used += nsize - osize
         return new
 
+    def engage(self, used: int) -> None:
+        """Switch to the counting allocator; ``used`` is the heap's size now."""
+        if not self.precise:
+            self.used = used
+            self._lib.lua_setallocf(self._L, self.callback, self._null)
+            self.precise = True
+            self.engagements += 1
+
+    def release(self) -> None:
+        """Back to Lua's own allocator."""
+        if self.precise:
+            self._lib.lua_setallocf(self._L, self._default_alloc, self._default_ud)
+            self.precise = False
+
+    def describe(self) -> str:
+        return (
+            f"Lua's memory limit in this kernel is {format_size(self.limit)} ({self.origin}); "
+            f"set {MEMORY_LIMIT_VARIABLE} (e.g. 4G, 75% or off) in the kernelspec to change it"
+        )
+
 
 class LuaState:
     """One Lua state with the kernel's driver loaded; used from one thread at a time."""
 
-    def __init__(self, library: LuaLibrary, *, memory_limit: int | None = None) -> None:
+    def __init__(
+        self,
+        library: LuaLibrary,
+        *,
+        memory_limit: int | None = None,
+        memory_origin: str = MEMORY_LIMIT_VARIABLE,
+    ) -> None:
         self.library = library
         ffi, lib = library.ffi, library.lib
         self.ffi, self.lib = ffi, lib
@@ -365,6 +493,10 @@ class LuaState:
         self._closed = False
         self._lock = threading.Lock()  # guards _co and _nested against the interrupting thread
         self._nested: dict[int, Any] = {}  # depth -> coroutines resumed by the cell (driver)
+        # thread address -> the hook (function, mask, count) the memory check replaced once
+        self._saved_hooks: dict[int, tuple[Any, int, int]] = {}
+        self._user_code_runs = threading.Event()  # wakes the memory watcher (_watch_memory)
+        self._skip_cycles = 0  # GC cycles the driver's sentinel may let pass unchecked
 
         # The callbacks must stay referenced as long as the state lives.
         self._host_cb = ffi.callback("int(lua_State*)", self._host_entry, onerror=self._on_cb_error)
@@ -393,11 +525,13 @@ class LuaState:
         self._check(self._pcall(L, 1, 1))
         # Slot 1 of the main state holds the driver table K for good.
         self.version_string = self.call("_VERSION")
-        self.memory: MemoryLimit | None = None
+        path_extra, cpath_extra = module_paths(library.version)
+        self.call(f"K.extend_paths({lua_literal(path_extra)}, {lua_literal(cpath_extra)})")
+        self.memory: MemoryGuard | None = None
         if memory_limit is not None:
-            used = int(float(self.call("tostring(collectgarbage('count') * 1024)") or 0))
-            self.memory = MemoryLimit(ffi, memory_limit, used)
-            lib.lua_setallocf(L, self.memory.callback, ffi.NULL)
+            self.memory = MemoryGuard(ffi, lib, L, memory_limit, memory_origin)
+            self.call("K.memory_guard(true)")
+            threading.Thread(target=self._watch_memory, name="lua-memory", daemon=True).start()
 
     # -- the calls that differ between 5.1 and 5.2+ -------------------------------------------
 
@@ -476,7 +610,8 @@ class LuaState:
         self.host = host
         prepared, _ = self.call_raw(prepare, 2)
         if prepared != "ready":
-            return json.loads(prepared or "{}")
+            early: dict[str, Any] = json.loads(prepared or "{}")  # a syntax error
+            return early
         co = self._results_threads[1]
         with self._lock:
             self._co = co
@@ -485,27 +620,119 @@ class LuaState:
                 self._co = None
                 self.call("K.finish()")
                 return {"interrupted": True}
+        memory = self.memory
+        refused = memory.refused if memory is not None else 0
         try:
+            if memory is not None:
+                memory.active = True
+                self._user_code_runs.set()
             status, text = self._resume(co)
         finally:
+            if memory is not None:
+                self._user_code_runs.clear()
+                memory.active = False
             with self._lock:
                 self._co = None
                 self._nested.clear()
             self.call("K.finish()")
             self.host = None
+            self._settle_memory()
+        outcome: dict[str, Any]
         if status == LUA_OK and text is not None:
-            outcome: dict[str, Any] = json.loads(text)
-            return outcome
-        if status == LUA_YIELD and self._hook_yielded:
+            outcome = json.loads(text)
+        elif status == LUA_YIELD and self._hook_yielded:
             return {"interrupted": True}
-        if status == LUA_YIELD:
+        elif status == LUA_YIELD:
             return {
                 "ename": "LuaError",
                 "evalue": "attempt to yield from outside a coroutine",
                 "traceback": "",
             }
-        evalue = text or f"Lua error (status {status})"
-        return {"ename": "MemoryError" if status == 4 else "LuaError", "evalue": evalue}
+        else:
+            evalue = text or f"Lua error (status {status})"
+            ename = "MemoryError" if status == LUA_ERRMEM else "LuaError"
+            outcome = {"ename": ename, "evalue": evalue}
+        refused_now = memory is not None and memory.refused > refused
+        if memory is not None and refused_now and outcome.get("ename") == "MemoryError":
+            # Say why, and what to do: Lua's own message is only "not enough memory".
+            outcome["evalue"] = f"{outcome['evalue']} ({memory.describe()})"
+            outcome["traceback"] = f"MemoryError: {outcome['evalue']}"
+        return outcome
+
+    # -- the memory guard (see MemoryGuard) ----------------------------------------------------
+
+    def _gc_count(self, L: Any) -> int:
+        """The heap's size in bytes (not inside a finalizer: Lua 5.4.6+ answers -1 there)."""
+        lib = self.lib
+        if self.library.flavor.gc_variadic:
+            kbytes, rest = lib.lua_gc(L, LUA_GCCOUNT), lib.lua_gc(L, LUA_GCCOUNTB)
+        else:
+            kbytes, rest = lib.lua_gc(L, LUA_GCCOUNT, 0), lib.lua_gc(L, LUA_GCCOUNTB, 0)
+        return max(int(kbytes), 0) * 1024 + max(int(rest), 0)
+
+    def _arm_memory_check(self, L: Any) -> None:
+        """After a GC cycle (the driver's sentinel was finalized): check the heap's size at
+        the next instruction of thread ``L``, from a one-shot count hook."""
+        with self._lock:  # against interrupt(), which sets hooks from the Trio thread
+            self._arm_memory_check_locked(L)
+
+    def _arm_memory_check_locked(self, L: Any) -> None:
+        ffi, lib = self.ffi, self.lib
+        if self._closed or (self._interrupt_pending and self._co is not None):
+            return  # an interrupt's hook is (about to be) set: it wins
+        current = lib.lua_gethook(L)
+        if current == self._hook_cb:  # cdata function pointers compare by address
+            return
+        # A user's debug.sethook hook is put back after the check (it misses one count).
+        self._saved_hooks[int(ffi.cast("uintptr_t", L))] = (
+            current,
+            int(lib.lua_gethookmask(L)),
+            int(lib.lua_gethookcount(L)),
+        )
+        lib.lua_sethook(L, self._hook_cb, LUA_MASKCOUNT, 1)
+
+    def _watch_memory(self) -> None:
+        """A daemon thread: every WATCH_INTERVAL while user code runs, the memory check on
+        the running coroutines. The GC sentinel alone misses growth that runs no collector
+        step: `t[i] = i` in a loop only resizes one table, and Lua's VM checks for a GC step
+        when it creates objects, not when it resizes a table."""
+        while True:
+            self._user_code_runs.wait()
+            if self._closed:
+                return
+            time.sleep(WATCH_INTERVAL)
+            with self._lock:  # the coroutines stay anchored in Lua while _co is set
+                if self._co is not None:
+                    for co in [self._co, *self._nested.values()]:
+                        self._arm_memory_check_locked(co)
+
+    def _check_memory(self, L: Any, extra: int = 0) -> None:
+        """Switch to the counting allocator when the heap (plus ``extra`` bytes about to be
+        allocated) passes ``watch_from``."""
+        memory = self.memory
+        if memory is None or memory.precise:
+            return
+        used = self._gc_count(L)
+        if used + extra > memory.watch_from:
+            memory.engage(used)
+            return
+        # A small heap goes through many short GC cycles (an allocating loop over a 200 KB
+        # heap: hundreds per second, two Python calls each, 10 % of its time). Between two
+        # cycles the heap grows at most about 2.3-fold with Lua's default GC settings, so the
+        # sentinel may skip the cycles that cannot reach watch_from (the 10 ms watcher
+        # covers other settings).
+        growth = memory.watch_from / max(used + extra, 1)
+        self._skip_cycles = min(max(int(math.log(growth, CYCLE_GROWTH)) - 1, 0), 30)
+
+    def _settle_memory(self) -> None:
+        """After user code: leave the counting allocator once a full collection brings the
+        heap back under ``release_below`` (e.g. after a failed runaway cell)."""
+        memory = self.memory
+        if memory is None or not memory.precise or self._closed:
+            return
+        gc_stopped = self.call("K.collect()") == "stopped"
+        if not gc_stopped and self._gc_count(self.L) < memory.release_below:
+            memory.release()
 
     def _resume(self, co: Any) -> tuple[int, str | None]:
         lib = self.lib
@@ -540,9 +767,18 @@ class LuaState:
                     self.lib.lua_sethook(co, self._hook_cb, LUA_MASKCOUNT, 1)
 
     def _hook_entry(self, L: Any, ar: Any) -> None:
-        # Runs on the Lua thread, inside the VM: consume nothing, raise nothing.
-        lib = self.lib
-        lib.lua_sethook(L, self.ffi.NULL, 0, 0)
+        # Runs on the Lua thread, inside the VM: consume nothing, raise nothing. Set either by
+        # interrupt() or by the memory check (_arm_memory_check); the pending flag, read after
+        # the hook is removed, tells which (interrupt() sets it before setting the hook).
+        lib, ffi = self.lib, self.ffi
+        saved = self._saved_hooks.pop(int(ffi.cast("uintptr_t", L)), None)
+        if saved is not None and saved[0] != ffi.NULL:
+            lib.lua_sethook(L, saved[0], saved[1], saved[2])
+        else:
+            lib.lua_sethook(L, ffi.NULL, 0, 0)
+        if not (self._interrupt_pending and self._co is not None):
+            self._check_memory(L)
+            return
         if self._co == L and self.library.flavor.has_isyieldable and lib.lua_isyieldable(L):
             self._hook_yielded = True
             lib.lua_yieldk(L, 0, 0, self.ffi.NULL)  # in a hook: returns, the VM then yields
@@ -580,6 +816,15 @@ class LuaState:
         elif op == "fetch":
             chunk = self._reply[number : number + 6]
             value = int.from_bytes(chunk, "little")
+        elif op == "gc":  # from a finalizer: a GC cycle ended
+            self._arm_memory_check(L)
+            value = self._skip_cycles  # see _check_memory
+        elif op == "reserve":  # string.rep is about to allocate `number` bytes
+            self._check_memory(L, number)
+            value = 0
+        elif op == "cmodule":  # require found a C module: let it link against this Lua
+            problem = export_symbols(self.library)
+            value = 0 if problem is None else -self.set_reply(problem.encode())
         elif self.host is None:
             value = 0
         else:
@@ -600,5 +845,7 @@ class LuaState:
 
     def close(self) -> None:
         if not self._closed:
-            self._closed = True
+            with self._lock:  # finalizers run by lua_close must not arm memory checks
+                self._closed = True
+            self._user_code_runs.set()  # the watcher sees _closed and ends
             self.lib.lua_close(self.L)

@@ -290,6 +290,212 @@ io.input = function(f) if f ~= nil then error("io.input cannot be redirected in 
 os.exit = function() error("os.exit is disabled in the kernel (restart the kernel instead)", 2) end
 
 -- ---------------------------------------------------------------------------------------
+-- io.popen through the kernel. lupa's Lua is built without popen ("'popen' not supported"),
+-- and a native popen would leave the command's stderr on the kernel's terminal. Python starts
+-- the command (kernelsdk_lua/_popen.py) and Lua opens its end of the pipe as /dev/fd/N: a
+-- real Lua file, with every read format and `lines`. Closing it waits for the command and
+-- returns what Lua 5.2+ returns: true or nil, then "exit" and the exit code or "signal" and
+-- the signal number.
+
+local io_open, io_close = io.open, io.close
+local file_meta = debug.getregistry()["FILE*"]
+local file_methods = type(file_meta) == "table"
+  and (type(file_meta.__index) == "table" and file_meta.__index or file_meta) or nil
+local file_close = file_methods and file_methods.close
+local popen_ids = setmetatable({}, { __mode = "k" }) -- popen file -> the command's id in Python
+
+local function close_popen(f, id)
+  popen_ids[f] = nil
+  file_close(f)
+  local status = host("pclose", "", id)
+  if status >= 256 then return nil, "signal", status - 256 end
+  if status == 0 then return true, "exit", 0 end
+  return nil, "exit", status
+end
+
+function io.popen(prog, mode)
+  if type(prog) == "number" then prog = tostring(prog) end
+  if type(prog) ~= "string" then
+    error(sformat("bad argument #1 to 'popen' (string expected, got %s)", type(prog)), 2)
+  end
+  if mode == nil then mode = "r" end
+  if mode ~= "r" and mode ~= "w" then error("bad argument #2 to 'popen' (invalid mode)", 2) end
+  local id = host("popen", prog, mode == "w" and 1 or 0)
+  if id == 0 then return nil, "io.popen: commands start only from cells and comm handlers" end
+  if id < 0 then return nil, fetch(-id) end
+  local f, err = io_open("/dev/fd/" .. host("popen_fd", "", id), mode)
+  host("popen_release", "", id) -- Python's copy of the pipe's end: the file has its own now
+  if not f then
+    host("pclose", "", id)
+    return nil, err
+  end
+  popen_ids[f] = id
+  return f
+end
+
+function io.close(f)
+  if f == nil then return stdout:close() end -- the kernel's stdout, which stays open
+  local id = popen_ids[f]
+  if id then return close_popen(f, id) end
+  return io_close(f)
+end
+
+if file_methods then
+  file_methods.close = function(f, ...)
+    local id = popen_ids[f]
+    if id then return close_popen(f, id) end
+    return file_close(f, ...)
+  end
+  local file_gc, file_tbc = rawget(file_meta, "__gc"), rawget(file_meta, "__close")
+  if file_gc then
+    file_meta.__gc = function(f)
+      local id = popen_ids[f]
+      if id then
+        popen_ids[f] = nil
+        host("pforget", "", id) -- not closed: Python reaps the command when it ends
+      end
+      return file_gc(f)
+    end
+  end
+  if file_tbc then -- Lua 5.4+: `local f <close> = io.popen(...)`
+    file_meta.__close = function(f, e)
+      local id = popen_ids[f]
+      if id then
+        close_popen(f, id)
+        return
+      end
+      return file_tbc(f, e)
+    end
+  end
+end
+
+-- ---------------------------------------------------------------------------------------
+-- The memory guard's Lua half (see MemoryGuard in _runtime.py): a sentinel object whose
+-- finalizer runs once per garbage collection cycle and tells Python, which then checks the
+-- heap's size from a one-shot hook. Nothing runs per allocation or per instruction.
+
+local guard_on, sentinel_armed, gc_stopped = false, false, false
+local skip_cycles = 0 -- cycles too small to matter, as Python last computed
+local arm_sentinel
+local function on_gc_cycle()
+  sentinel_armed = false
+  if not guard_on then return end
+  if skip_cycles > 0 then
+    skip_cycles = skip_cycles - 1
+  else
+    skip_cycles = host("gc", "", 0)
+  end
+  -- Re-arming allocates; near the limit that may fail (finalizer errors must not escape):
+  -- K.finish re-arms after the cell then.
+  sentinel_armed = pcall(arm_sentinel)
+end
+if newproxy then -- Lua 5.1: only userdata have finalizers
+  arm_sentinel = function()
+    local p = newproxy(true)
+    getmetatable(p).__gc = on_gc_cycle
+  end
+else
+  local sentinel_meta = { __gc = on_gc_cycle }
+  arm_sentinel = function() setmetatable({}, sentinel_meta) end
+end
+
+function K.memory_guard(on)
+  guard_on = on
+  if on and not sentinel_armed then sentinel_armed = pcall(arm_sentinel) end
+  return "ok"
+end
+
+-- After a failed cell: a full collection before Python decides; "stopped" keeps Python's
+-- counting allocator on while the user keeps the collector stopped (no cycles, no checks).
+function K.collect()
+  collectgarbage("collect")
+  return gc_stopped and "stopped" or "ok"
+end
+
+-- One C call can allocate a lot at once, far below the limit, between two GC cycles:
+-- string.rep tells Python first (from 1 MiB on), which switches to counting if needed.
+local rep, floor, huge_size = string.rep, math.floor, 2 ^ 53
+string.rep = function(s, n, sep)
+  if guard_on and type(n) == "number" and n > 1 then
+    local size = ((type(s) == "string" and #s or 0) + (type(sep) == "string" and #sep or 0)) * n
+    if size >= 1048576 then host("reserve", "", floor(size < huge_size and size or huge_size)) end
+  end
+  local result = rep(s, n, sep) -- not a tail call: errors keep the name 'rep'
+  return result
+end
+
+local lua_collectgarbage = collectgarbage
+G.collectgarbage = function(opt, ...)
+  if opt == "stop" then
+    gc_stopped = true
+    if guard_on then host("reserve", "", huge_size) end -- no more cycles: count instead
+  elseif opt == "restart" then
+    gc_stopped = false
+  end
+  return lua_collectgarbage(opt, ...)
+end
+
+-- ---------------------------------------------------------------------------------------
+-- C modules (LuaRocks, Debian's lua-lpeg, lua-filesystem ...): they leave the lua_* symbols
+-- undefined, to be found in the process. A searcher before the standard C one asks Python to
+-- export this Lua's symbols first (see export_symbols in _runtime.py), then loads the module
+-- and, when that fails, says why and what to do.
+
+local searchers = package.searchers or package.loaders
+local lua_version = _VERSION:match("%d+%.%d+")
+
+local function search_path(name, path)
+  if package.searchpath then return (package.searchpath(name, path)) end
+  local file = name:gsub("%.", "/")
+  for template in path:gmatch("[^;]+") do
+    local candidate = template:gsub("%?", file)
+    local f = io_open(candidate, "rb")
+    if f then
+      f:close()
+      return candidate
+    end
+  end
+end
+
+local function c_searcher(name)
+  local path = search_path(name, package.cpath)
+  if not path then return nil end -- the standard searchers say where they looked
+  local n = host("cmodule", "", 0)
+  local problem = n < 0 and fetch(-n) or nil
+  if name:find("-", 1, true) then return nil end -- the standard searcher knows that naming rule
+  local loader, err = package.loadlib(path, "luaopen_" .. (name:gsub("%.", "_")))
+  if loader then return loader, path end
+  local hint = ""
+  if tostring(err):find("undefined symbol: lua", 1, true) then
+    if problem then
+      hint = "\n\t(the kernel could not make its Lua's C API visible to C modules: " .. problem .. ")"
+    else
+      hint = "\n\t(the module was built for another Lua version than this kernel's Lua "
+        .. lua_version .. ": install it for " .. lua_version .. ", e.g. `luarocks --lua-version "
+        .. lua_version .. " install <rock>` or Debian's lua-<name> package)"
+    end
+  end
+  error(sformat("error loading module '%s' from file '%s':\n\t%s%s", name, path, tostring(err), hint), 0)
+end
+if searchers then table.insert(searchers, 3, c_searcher) end
+
+-- Where LuaRocks and Debian install modules, appended to the library's defaults (which for
+-- lupa's Lua are only /usr/local/...); Python passes them unless LUA_PATH/LUA_CPATH are set.
+function K.extend_paths(path_extra, cpath_extra)
+  local function extend(current, extra)
+    for template in extra:gmatch("[^;]+") do
+      if not (";" .. current .. ";"):find(";" .. template .. ";", 1, true) then
+        current = current .. ";" .. template
+      end
+    end
+    return current
+  end
+  package.path = extend(package.path, path_extra)
+  package.cpath = extend(package.cpath, cpath_extra)
+  return "ok"
+end
+
+-- ---------------------------------------------------------------------------------------
 -- Coroutines: Python must know which coroutine runs, to hook it on interrupt (hooks are per
 -- coroutine). Resumed coroutines are anchored in `running` so that the pointer Python holds
 -- stays valid even if an error skips the "leave" call; cleared by K.finish.
@@ -682,7 +888,11 @@ function K.prepare(code, name)
   return start(f, has_value)
 end
 
-function K.finish() K.current = nil; reset_running() end
+function K.finish()
+  K.current = nil
+  reset_running()
+  if guard_on and not sentinel_armed then sentinel_armed = pcall(arm_sentinel) end
+end
 
 -- Installed from Python's count hook when the cell cannot yield (e.g. inside a C function
 -- such as table.sort): a Lua hook that raises, which unwinds through C frames safely.

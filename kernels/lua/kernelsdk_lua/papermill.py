@@ -18,13 +18,15 @@ import math
 import re
 
 import nbformat
-from papermill.models import Parameter
-from papermill.translators import Translator, papermill_translators
+
+# papermill ships no type information (no py.typed, no stubs): its names are Any here.
+from papermill.models import Parameter  # type: ignore[import-untyped]
+from papermill.translators import Translator, papermill_translators  # type: ignore[import-untyped]
 
 __all__ = ["LuaTranslator", "register"]
 
 
-class LuaTranslator(Translator):
+class LuaTranslator(Translator):  # type: ignore[misc]  # Translator is untyped (see above)
     """Parameters for Lua: ``name = value`` assignments of globals, values as Lua literals
     (strings with Lua escapes, ``nil``, ``true``/``false``, tables for lists and dicts).
 
