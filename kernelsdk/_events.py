@@ -6,7 +6,8 @@ Events are nouns, frozen and final: match on their class, never subclass them.
 from __future__ import annotations
 
 import enum
-from typing import final
+from collections.abc import Callable, Sequence
+from typing import Any, final
 
 import attrs
 
@@ -82,3 +83,26 @@ class Outgoing:
     channel: Channel
     frames: tuple[bytes, ...]
     msg_id: str = ""
+
+
+@final
+@attrs.frozen(slots=True)
+class Output:
+    """An IOPub message waiting in the runtime's output queue, built only when it is sent.
+
+    Built late, so that adjacent ``stream`` outputs can still be merged into one message
+    (:mod:`kernelsdk._stream_merge`). ``parent`` is the request it belongs to (None for
+    ``starting`` and for comm traffic outside any request).
+    """
+
+    msg_type: str
+    content: dict[str, Any]
+    parent: Message | None
+    metadata: dict[str, Any] | None = None
+    buffers: Sequence[bytes] = ()
+
+
+#: Publishes one IOPub message for the request at hand: (msg_type, content, metadata,
+#: buffers). What an :class:`~kernelsdk.ExecuteContext` and a comm manager are given to send
+#: output with; the runtime supplies the parent.
+Publisher = Callable[[str, dict[str, Any], dict[str, Any] | None, Sequence[bytes]], None]

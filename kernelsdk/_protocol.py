@@ -23,13 +23,14 @@ MPI relay all drive the same object.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
 
 from ._events import Channel, Event, InputReply, InvalidMessage, Outgoing, Request, Subscription
-from ._exceptions import RemoteProtocolError
+from ._exceptions import ExecutionError, RemoteProtocolError
 from ._message import Message
 from ._session import Session
 from ._version import PROTOCOL_VERSION
@@ -64,6 +65,34 @@ _ACCEPTED: Final[Mapping[Channel, frozenset[str]]] = {
 UNSUPPORTED: Final = frozenset(
     {"debug_request", "create_subshell_request", "delete_subshell_request", "list_subshell_request"}
 )
+
+
+def error_content(exc: BaseException) -> dict[str, Any]:
+    """The ``ename``/``evalue``/``traceback`` of an ``error`` output or error reply for ``exc``.
+
+    An :class:`~kernelsdk.ExecutionError` gives exactly its fields (the user's language's
+    error); any other exception its Python type, message and traceback.
+    """
+    if isinstance(exc, ExecutionError):
+        return {"ename": exc.ename, "evalue": exc.evalue, "traceback": list(exc.traceback)}
+    return {
+        "ename": type(exc).__name__,
+        "evalue": str(exc),
+        "traceback": traceback.format_exception(exc),
+    }
+
+
+def interrupt_error() -> dict[str, Any]:
+    """The error content of an interrupted execution (a new dict each call).
+
+    ipykernel's shape, which frontends recognise: ``raise ExecutionError(**interrupt_error())``
+    reports an interrupt from a kernel's own code the same way.
+    """
+    return {
+        "ename": "KeyboardInterrupt",
+        "evalue": "interrupted by the user",
+        "traceback": ["KeyboardInterrupt: interrupted by the user"],
+    }
 
 
 @attrs.frozen

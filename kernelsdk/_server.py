@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import traceback
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from inspect import isawaitable
@@ -41,12 +40,12 @@ from typing import Any
 import trio
 
 from ._context import ExecuteContext
-from ._events import Channel, InputReply, InvalidMessage, Outgoing, Request, Subscription
-from ._exceptions import ExecutionError, InputInterrupted, RemoteProtocolError
+from ._events import Channel, InputReply, InvalidMessage, Outgoing, Output, Request, Subscription
+from ._exceptions import InputInterrupted, RemoteProtocolError
 from ._kernel import BaseKernel, Completions, IsComplete
 from ._message import Message
-from ._protocol import COMM_MESSAGES, ExecutePlan, KernelProtocol
-from ._stream_merge import QueuedOutput, merge_streams
+from ._protocol import COMM_MESSAGES, ExecutePlan, KernelProtocol, error_content, interrupt_error
+from ._stream_merge import merge_streams
 from ._transport import Transport
 
 log = logging.getLogger("kernelsdk")
@@ -59,14 +58,7 @@ _MAX_BATCH = 64
 _MAX_BATCH_BYTES = 64 << 10
 
 #: What the IOPub queue holds: a message to build, a built one, or a flush marker to set.
-_IOPubItem = QueuedOutput | Outgoing | trio.Event
-
-
-_INTERRUPTED: dict[str, Any] = {
-    "ename": "KeyboardInterrupt",
-    "evalue": "interrupted by the user",
-    "traceback": ["KeyboardInterrupt: interrupted by the user"],
-}
+_IOPubItem = Output | Outgoing | trio.Event
 
 
 class _PendingInput:
@@ -119,14 +111,8 @@ class _Execution:
                 self._input_scopes.discard(scope)
 
 
-def _error_content(exc: BaseException) -> dict[str, Any]:
-    if isinstance(exc, ExecutionError):
-        return {"ename": exc.ename, "evalue": exc.evalue, "traceback": list(exc.traceback)}
-    return {
-        "ename": type(exc).__name__,
-        "evalue": str(exc),
-        "traceback": traceback.format_exception(exc),
-    }
+#: Until kernelsdk.mpi imports it from the protocol core.
+_error_content = error_content
 
 
 class KernelServer:
@@ -213,7 +199,7 @@ class KernelServer:
         buffers: Sequence[bytes] = (),
     ) -> None:
         """Queue an IOPub message (sent in order by the IOPub writer)."""
-        self._iopub_send.send_nowait((msg_type, content, parent, metadata, buffers))
+        self._iopub_send.send_nowait(Output(msg_type, content, parent, metadata, buffers))
 
     def _publish_comm(
         self,
@@ -267,17 +253,20 @@ class KernelServer:
             await self.transport.send(channel, frames)
         batch.clear()
 
-    def _iopub_outgoing(self, item: QueuedOutput | Outgoing) -> Outgoing | None:
+    def _iopub_outgoing(self, item: Output | Outgoing) -> Outgoing | None:
         """The frames to send for a queued item (None if it cannot be encoded)."""
         if isinstance(item, Outgoing):
             return item
-        msg_type, content, parent, metadata, buffers = item
         try:
             return self.protocol.publish(
-                msg_type, content, parent, metadata=metadata, buffers=buffers
+                item.msg_type,
+                item.content,
+                item.parent,
+                metadata=item.metadata,
+                buffers=item.buffers,
             )
         except Exception:  # content the packer cannot encode: lose it, not the kernel
-            log.exception("dropped an unsendable %s message", msg_type)
+            log.exception("dropped an unsendable %s message", item.msg_type)
             return None
 
     async def _flush_iopub(self) -> None:
@@ -445,7 +434,7 @@ class KernelServer:
             except Exception as exc:  # a hook failed: an error reply, never a dead kernel
                 log.exception("%s failed", req.msg_type)
                 if self.protocol.expects_reply(req):
-                    await self._reply(req, {"status": "error", **_error_content(exc)})
+                    await self._reply(req, {"status": "error", **error_content(exc)})
         finally:
             self.publish("status", {"execution_state": "idle"}, msg)
             _current_parent.reset(token)
@@ -512,11 +501,11 @@ class KernelServer:
             try:
                 result = await self.kernel.do_execute(plan.code, ctx)
             except InputInterrupted:  # from a worker thread whose input the interrupt cut off
-                error = dict(_INTERRUPTED)
+                error = interrupt_error()
             except Exception as exc:
-                error = _error_content(exc)
+                error = error_content(exc)
         if execution.scope.cancelled_caught:
-            error = dict(_INTERRUPTED)
+            error = interrupt_error()
         if error is not None or result is None:
             return error, None
         bundle = {"text/plain": result} if isinstance(result, str) else result
@@ -564,7 +553,7 @@ class KernelServer:
                 data = await self.kernel.do_user_expression(expression)
                 results[name] = {"status": "ok", "data": data, "metadata": {}}
             except Exception as exc:
-                results[name] = {"status": "error", **_error_content(exc)}
+                results[name] = {"status": "error", **error_content(exc)}
         return results
 
     async def _input(self, execution: _Execution, prompt: str, password: bool) -> str:

@@ -9,20 +9,19 @@ buffer, flushed every few milliseconds): the first output of a cell is never del
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Final, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import Final, TypeVar
 
+from ._events import Output
 from ._message import Message
 
-#: An output waiting to be built: msg_type, content, parent, metadata, buffers.
-QueuedOutput = tuple[str, dict[str, Any], Message | None, dict[str, Any] | None, Sequence[bytes]]
 #: Merged stream outputs stop growing at this many characters.
 MAX_STREAM_TEXT: Final = 64 << 10
 
 T = TypeVar("T")
 
 
-def merge_streams(items: Iterable[T]) -> Iterator[T | QueuedOutput]:
+def merge_streams(items: Iterable[T]) -> Iterator[T | Output]:
     """``items`` in order, with each run of plain ``stream`` outputs (no metadata, no buffers)
     of one stream name and one parent merged, up to :data:`MAX_STREAM_TEXT` characters.
 
@@ -47,15 +46,15 @@ def merge_streams(items: Iterable[T]) -> Iterator[T | QueuedOutput]:
 
 def _plain_stream(item: object) -> tuple[str, str, Message | None] | None:
     """(name, text, parent) of a queued stream output that may be merged."""
-    if not (isinstance(item, tuple) and len(item) == 5 and item[0] == "stream"):
+    if not (isinstance(item, Output) and item.msg_type == "stream"):
         return None
-    _, content, parent, metadata, buffers = item
-    if metadata or buffers or len(content) != 2:
+    content = item.content
+    if item.metadata or item.buffers or len(content) != 2:
         return None
     name, text = content.get("name"), content.get("text")
     if not isinstance(name, str) or not isinstance(text, str):
         return None
-    return name, text, parent
+    return name, text, item.parent
 
 
 class _StreamRun:
@@ -77,5 +76,5 @@ class _StreamRun:
         self.size += len(text)
         return True
 
-    def output(self) -> QueuedOutput:
-        return ("stream", {"name": self.name, "text": "".join(self.texts)}, self.parent, None, ())
+    def output(self) -> Output:
+        return Output("stream", {"name": self.name, "text": "".join(self.texts)}, self.parent)
