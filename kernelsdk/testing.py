@@ -23,10 +23,12 @@ from typing import Any, final
 import attrs
 import trio
 
+from ._client_protocol import CLIENT_REQUESTS, ClientProtocol
 from ._clock import UtcClock
-from ._events import Channel
+from ._events import Channel, InvalidMessage
+from ._exceptions import RemoteProtocolError
 from ._kernel import BaseKernel
-from ._message import Header, Message
+from ._message import Message
 from ._protocol import KernelProtocol
 from ._server import KernelServer
 from ._session import Session
@@ -122,44 +124,69 @@ class RequestResult:
 
 
 class TestClient:
-    """A minimal client: builds signed requests, and collects replies and IOPub per request."""
+    """A minimal client: builds signed requests, and collects replies and IOPub per request.
+
+    Messages are built and checked by a :class:`~kernelsdk._client_protocol.ClientProtocol`
+    (:attr:`protocol`); what the kernel sends and a client must not accept (a bad signature,
+    a reply of the wrong type, anything but a reply on shell) raises
+    :class:`~kernelsdk.RemoteProtocolError` from :meth:`receive`.
+    """
 
     __test__ = False  # not a pytest test class
 
     def __init__(self, transport: MemoryTransport, session: Session) -> None:
         self.transport = transport
         self.session = session
-        self._count = 0
-        self._iopub: dict[str, list[Message]] = {}
-        self._replies: dict[str, Message] = {}
+        self.protocol = ClientProtocol(
+            session,
+            session_id="test-client",
+            clock=UtcClock(),
+            username="test",
+            # In memory the client stands in for a ROUTER peer: it sends its identity itself.
+            identities=(_CLIENT_IDENTITY,),
+        )
         self.input_replies: list[str] = []
         # input_requests read while looking for another execution's, kept for receive().
         self._held_stdin = collections.deque[Message]()
-        self._clock = UtcClock()
 
     def message(self, msg_type: str, content: dict[str, Any] | None = None) -> Message:
-        self._count += 1
-        header = Header(
-            msg_id=f"test-{self._count}",
-            msg_type=msg_type,
-            session="test-client",
-            username="test",
-            date=self._clock(),
+        """An unsent message with a fresh header, to serialize (or tamper with) by hand."""
+        return Message(
+            self.protocol.header(msg_type), content or {}, identities=self.protocol.identities
         )
-        return Message(header, content or {}, identities=(_CLIENT_IDENTITY,))
 
     def send(
         self, msg_type: str, content: dict[str, Any] | None = None, channel: Channel = Channel.SHELL
     ) -> str:
-        """Send a request; returns its msg_id."""
-        msg = self.message(msg_type, content)
-        self.transport.client_send(channel, self.session.serialize(msg))
-        return msg.msg_id
+        """Send a request; returns its msg_id.
+
+        A type ``channel`` does not carry is sent all the same (signed, untracked), for tests
+        of how a kernel refuses it.
+        """
+        if msg_type in CLIENT_REQUESTS.get(channel, {}):
+            out = self.protocol.request(channel, msg_type, content)
+        else:
+            out = self.protocol.unchecked_message(
+                channel, self.protocol.header(msg_type), content or {}
+            )
+        self.transport.client_send(channel, out.frames)
+        return out.msg_id
 
     async def receive(self, channel: Channel) -> Message:
+        """The next message the kernel sent on ``channel``, whatever its parent.
+
+        Raises:
+            RemoteProtocolError: the kernel sent something a client must not accept.
+        """
         if channel is Channel.STDIN and self._held_stdin:
             return self._held_stdin.popleft()
-        return self.session.deserialize(await self.transport.client_receive(channel))
+        return self._decode(channel, await self.transport.client_receive(channel))
+
+    def _decode(self, channel: Channel, frames: Sequence[bytes]) -> Message:
+        event = self.protocol.receive(channel, frames)
+        if isinstance(event, InvalidMessage):
+            raise RemoteProtocolError(event.reason)
+        return event.message
 
     async def input_request_of(self, msg_id: str) -> Message:
         """The next ``input_request`` of the execution ``msg_id``; those of other executions
@@ -169,7 +196,7 @@ class TestClient:
                 self._held_stdin.remove(held)
                 return held
         while True:
-            msg = self.session.deserialize(await self.transport.client_receive(Channel.STDIN))
+            msg = self._decode(Channel.STDIN, await self.transport.client_receive(Channel.STDIN))
             if _parent_id(msg) == msg_id:
                 return msg
             self._held_stdin.append(msg)
@@ -177,9 +204,8 @@ class TestClient:
     def reply_input(self, request: Message, value: str) -> None:
         """Answer the ``input_request`` ``request`` with ``value`` (the reply's parent is the
         request, as JupyterLab sends it)."""
-        msg = self.message("input_reply", {"value": value})
-        reply = attrs.evolve(msg, parent_header=request.header)
-        self.transport.client_send(Channel.STDIN, self.session.serialize(reply))
+        reply = self.protocol.input_reply(value, parent=request.header)
+        self.transport.client_send(Channel.STDIN, reply.frames)
 
     async def collect(
         self, msg_id: str, channel: Channel = Channel.SHELL, expect_reply: bool = True
