@@ -9,7 +9,8 @@ Run it from the command line (``python -m kernelsdk conformance KERNEL``) or fro
 
 from __future__ import annotations
 
-from ._runner import CHECKS, Context, Fail, Options, Result, Skip, check, run
+from ._registry import CHECKS, Context, Fail, Options, Skip, check
+from ._runner import Result, run
 from .profiles import (
     PROFILES,
     EchoProfile,

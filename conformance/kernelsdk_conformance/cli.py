@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._runner import CHECKS, Options, Result, load_checks, run
+from ._registry import CHECKS, Options
+from ._runner import Result, load_checks, run
 from .profiles import load_profile, profile_for
 from .report import exit_status, format_results, table_row
 

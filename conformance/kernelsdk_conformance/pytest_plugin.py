@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from ._runner import CHECKS, Options, Result, load_checks, run
+from ._registry import CHECKS, Options
+from ._runner import Result, load_checks, run
 from .profiles import Profile
 
 
