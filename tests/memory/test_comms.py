@@ -7,20 +7,10 @@ import attrs
 import trio
 import trio.testing
 
-from kernelsdk import (
-    Channel,
-    Comm,
-    Message,
-)
+from kernelsdk import Channel, Comm, Message
 from kernelsdk.testing import open_test_kernel
 
-from .conftest import (
-    GUARD,
-    Scripted,
-    check_bracketed,
-    iopub_until,
-    is_,
-)
+from .conftest import GUARD, Scripted, check_bracketed, iopub_until, is_
 
 # -- comms ----------------------------------------------------------------------------------------
 

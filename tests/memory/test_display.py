@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from kernelsdk.testing import open_test_kernel
 
-from .conftest import (
-    Scripted,
-    types,
-)
+from .conftest import Scripted, types
 
 # -- display --------------------------------------------------------------------------------------
 

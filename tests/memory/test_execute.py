@@ -10,12 +10,7 @@ from kernelsdk_echo import EchoKernel
 
 from kernelsdk.testing import open_test_kernel
 
-from .conftest import (
-    Scripted,
-    check_bracketed,
-    check_reply,
-    types,
-)
+from .conftest import Scripted, check_bracketed, check_reply, types
 
 # -- execute ---------------------------------------------------------------------------------------
 

@@ -6,17 +6,10 @@ from typing import Any
 
 from kernelsdk_echo import EchoKernel
 
-from kernelsdk import (
-    BaseKernel,
-    Completions,
-    IsComplete,
-)
+from kernelsdk import BaseKernel, Completions, IsComplete
 from kernelsdk.testing import TestClient, open_test_kernel
 
-from .conftest import (
-    Scripted,
-    check_bracketed,
-)
+from .conftest import Scripted, check_bracketed
 
 # -- history, completion, inspection -------------------------------------------------------------
 

@@ -6,16 +6,10 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from kernelsdk import (
-    Channel,
-)
+from kernelsdk import Channel
 from kernelsdk.testing import open_test_kernel
 
-from .conftest import (
-    Scripted,
-    iopub_until,
-    is_,
-)
+from .conftest import Scripted, iopub_until, is_
 
 # -- interrupts -----------------------------------------------------------------------------------
 

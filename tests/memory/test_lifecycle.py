@@ -10,23 +10,10 @@ import trio
 import trio.testing
 from kernelsdk_echo import EchoKernel
 
-from kernelsdk import (
-    DELIMITER,
-    PROTOCOL_VERSION,
-    Channel,
-    Header,
-    Session,
-)
+from kernelsdk import DELIMITER, PROTOCOL_VERSION, Channel, Header, Session
 from kernelsdk.testing import open_test_kernel
 
-from .conftest import (
-    GUARD,
-    Scripted,
-    check_bracketed,
-    check_reply,
-    iopub_until,
-    is_,
-)
+from .conftest import GUARD, Scripted, check_bracketed, check_reply, iopub_until, is_
 
 # -- busy / idle around every request -----------------------------------------------------------
 

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from kernelsdk import (
-    Channel,
-)
+from kernelsdk import Channel
 from kernelsdk.testing import open_test_kernel
 
-from .conftest import (
-    Scripted,
-)
+from .conftest import Scripted
 
 # -- stdin ----------------------------------------------------------------------------------------
 

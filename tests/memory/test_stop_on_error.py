@@ -5,20 +5,10 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from kernelsdk import (
-    BaseKernel,
-    ExecuteContext,
-)
+from kernelsdk import BaseKernel, ExecuteContext
 from kernelsdk.testing import open_test_kernel
 
-from .conftest import (
-    GUARD,
-    Scripted,
-    check_bracketed,
-    iopub_until,
-    is_,
-    types,
-)
+from .conftest import GUARD, Scripted, check_bracketed, iopub_until, is_, types
 
 # -- stop_on_error -------------------------------------------------------------------------------
 
