@@ -1,7 +1,8 @@
 """Forged, tampered, replayed and malformed messages are never acted on.
 
-A raw DEALER (signing with jupyter_client's Session, or not at all) sends ``touch PATH``
-execute requests to the probe kernel: the file appearing would mean the kernel executed a
+A raw DEALER sends ``touch PATH`` execute requests to the probe kernel: its messages are built
+by the core's client role, then forged where a test needs it (unsigned, another key or
+scheme, tampered, replayed, malformed). The file appearing would mean the kernel executed a
 message it must have refused. After each attempt a valid ``kernel_info_request`` on the same
 channel acts as a barrier: the channel is handled in order, so once its reply is in, anything
 sent earlier that was going to run has run. Any other reply seen before the barrier's is a
@@ -24,19 +25,25 @@ from conftest import JupyterEnv, KernelPair, start_kernel_pair, stop_kernel_pair
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jupyter_client.manager import KernelManager
-from jupyter_client.session import DELIM, Session
+
+from kernelsdk import DELIMITER, Channel, InvalidMessage, Message, Outgoing, Session
+from kernelsdk._client_protocol import ClientProtocol
+from kernelsdk._clock import UtcClock
 
 REPLY_WAIT = 10.0  # generous: only a hung kernel reaches it
 
 
 class RawClient:
-    """DEALER sockets on shell and control (same identity) and a SUB on IOPub."""
+    """DEALER sockets on shell, control and stdin (same identity) and a SUB on IOPub."""
 
     def __init__(self, km: KernelManager, tmp: Path) -> None:
         self.km = km
         self.tmp = tmp
-        self.key = km.session.key
-        self.session = Session(key=self.key, signature_scheme=km.session.signature_scheme)
+        self.key: bytes = km.session.key
+        self.session = Session(self.key, km.session.signature_scheme)
+        self.protocol = ClientProtocol(
+            self.session, session_id=uuid.uuid4().hex, clock=UtcClock(), username="security"
+        )
         self.ctx = zmq.Context()
         identity = uuid.uuid4().hex.encode()
         self.socks: dict[str, zmq.Socket[Any]] = {}
@@ -59,10 +66,11 @@ class RawClient:
     def new_path(self) -> Path:
         return self.tmp / f"touched-{next(self._paths)}"
 
-    def message(self, msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
-        return self.session.msg(msg_type, content)
+    def message(self, msg_type: str, content: dict[str, Any], channel: str = "shell") -> Outgoing:
+        """A signed request, for ``channel`` (a reply on another would not match it)."""
+        return self.protocol.request(Channel(channel), msg_type, content)
 
-    def execute_msg(self, code: str) -> dict[str, Any]:
+    def execute_msg(self, code: str, channel: str = "shell") -> Outgoing:
         return self.message(
             "execute_request",
             {
@@ -73,34 +81,43 @@ class RawClient:
                 "allow_stdin": False,
                 "stop_on_error": False,
             },
+            channel,
         )
 
-    def frames(self, msg: dict[str, Any], session: Session | None = None) -> list[bytes]:
-        """[DELIM, signature, header, parent, metadata, content] as a DEALER sends them."""
-        return (session or self.session).serialize(msg)
+    def frames(self, msg: Outgoing, session: Session | None = None) -> list[bytes]:
+        """[DELIM, signature, header, parent, metadata, content] as a DEALER sends them; with
+        ``session``, signed by that one instead (a forgery: no key, another key or scheme)."""
+        frames = list(msg.frames)
+        if session is None:
+            return frames
+        parts = frames[2:6]
+        return [DELIMITER, session.sign(parts), *parts]
 
     def send(self, frames: list[bytes], channel: str = "shell") -> None:
         self.socks[channel].send_multipart(frames)
 
-    def recv(self, channel: str, timeout: float) -> dict[str, Any] | None:
+    def decode(self, channel: str, frames: list[bytes]) -> Message:
+        event = self.protocol.receive(Channel(channel), frames)
+        assert not isinstance(event, InvalidMessage), f"the kernel sent {event.reason}"
+        return event.message
+
+    def recv(self, channel: str, timeout: float) -> Message | None:
         sock = self.socks[channel]
         if not sock.poll(int(timeout * 1000)):
             return None
-        frames = sock.recv_multipart()
-        _, msg_frames = self.session.feed_identities(frames)
-        return self.session.deserialize(msg_frames)
+        return self.decode(channel, sock.recv_multipart())
 
-    def barrier(self, channel: str = "shell") -> list[dict[str, Any]]:
+    def barrier(self, channel: str = "shell") -> list[Message]:
         """Send a valid kernel_info_request; return every other reply that came before its."""
-        msg = self.message("kernel_info_request", {})
+        msg = self.message("kernel_info_request", {}, channel)
         self.send(self.frames(msg), channel)
-        others: list[dict[str, Any]] = []
+        others: list[Message] = []
         deadline = time.monotonic() + REPLY_WAIT
         while True:
             reply = self.recv(channel, max(0.0, deadline - time.monotonic()))
             assert reply is not None, f"kernel_info_request on {channel} got no reply"
-            if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
-                assert reply["content"]["status"] == "ok"
+            if _parent_id(reply) == msg.msg_id:
+                assert reply.content["status"] == "ok"
                 return others
             others.append(reply)
 
@@ -108,10 +125,9 @@ class RawClient:
         """msg_ids of the requests IOPub has published anything for since the last call."""
         parents = set()
         while self.iopub.poll(0):
-            _, msg_frames = self.session.feed_identities(self.iopub.recv_multipart())
-            msg = self.session.deserialize(msg_frames)
-            if msg["parent_header"]:
-                parents.add(msg["parent_header"]["msg_id"])
+            parent = _parent_id(self.decode("iopub", self.iopub.recv_multipart()))
+            if parent is not None:
+                parents.add(parent)
         return parents
 
     def heartbeat_ok(self) -> bool:
@@ -123,6 +139,10 @@ class RawClient:
             return bool(sock.poll(5000)) and sock.recv() == b"still alive?"
         finally:
             sock.close()
+
+
+def _parent_id(msg: Message) -> str | None:
+    return msg.parent_header.msg_id if msg.parent_header is not None else None
 
 
 @pytest.fixture(scope="module")
@@ -151,9 +171,9 @@ def assert_refused(raw: RawClient, frames: list[bytes], path: Path, channel: str
     assert not path.exists(), "a refused message was executed"
 
 
-def _touch(raw: RawClient) -> tuple[Path, dict[str, Any]]:
+def _touch(raw: RawClient, channel: str = "shell") -> tuple[Path, Outgoing]:
     path = raw.new_path()
-    return path, raw.execute_msg(f"touch {path}")
+    return path, raw.execute_msg(f"touch {path}", channel)
 
 
 # -- the valid message works (the control experiment) ---------------------------------------------
@@ -161,10 +181,10 @@ def _touch(raw: RawClient) -> tuple[Path, dict[str, Any]]:
 
 @pytest.mark.parametrize("channel", ["shell", "control"])
 def test_valid_signed_message_is_executed(raw: RawClient, channel: str) -> None:
-    path, msg = _touch(raw)
+    path, msg = _touch(raw, channel)
     raw.send(raw.frames(msg), channel)
     others = raw.barrier(channel)
-    assert [r["content"]["status"] for r in others] == ["ok"]
+    assert [r.content["status"] for r in others] == ["ok"]
     assert path.exists()
 
 
@@ -189,7 +209,7 @@ def test_tampered_content_is_refused(raw: RawClient, channel: str) -> None:
 @pytest.mark.parametrize("channel", ["shell", "control"])
 def test_unsigned_message_is_refused(raw: RawClient, channel: str) -> None:
     path, msg = _touch(raw)
-    frames = raw.frames(msg, Session(key=b"", signature_scheme="hmac-sha256"))
+    frames = raw.frames(msg, Session(b"", "hmac-sha256"))
     assert frames[1] == b""
     assert_refused(raw, frames, path, channel)
 
@@ -197,14 +217,14 @@ def test_unsigned_message_is_refused(raw: RawClient, channel: str) -> None:
 @pytest.mark.parametrize("channel", ["shell", "control"])
 def test_wrong_key_is_refused(raw: RawClient, channel: str) -> None:
     path, msg = _touch(raw)
-    wrong = Session(key=raw.key + b"x", signature_scheme="hmac-sha256")
+    wrong = Session(raw.key + b"x", "hmac-sha256")
     assert_refused(raw, raw.frames(msg, wrong), path, channel)
 
 
 @pytest.mark.parametrize("scheme", ["hmac-sha512", "hmac-md5", "hmac-sha1"])
 def test_wrong_signature_scheme_is_refused(raw: RawClient, scheme: str) -> None:
     path, msg = _touch(raw)
-    other = Session(key=raw.key, signature_scheme=scheme)
+    other = Session(raw.key, scheme)
     assert_refused(raw, raw.frames(msg, other), path)
 
 
@@ -216,8 +236,8 @@ def test_uppercase_hex_signature_is_refused(raw: RawClient) -> None:
 
 
 def test_forged_shutdown_is_refused(raw: RawClient, kernel: KernelPair) -> None:
-    msg = raw.message("shutdown_request", {"restart": False})
-    wrong = Session(key=b"not-the-key", signature_scheme="hmac-sha256")
+    msg = raw.message("shutdown_request", {"restart": False}, "control")
+    wrong = Session(b"not-the-key", "hmac-sha256")
     raw.send(raw.frames(msg, wrong), "control")
     assert raw.barrier("control") == []
     assert kernel[0].is_alive()
@@ -230,13 +250,13 @@ def test_replayed_message_is_refused(raw: RawClient) -> None:
     path, msg = _touch(raw)
     frames = raw.frames(msg)
     raw.send(frames)
-    assert [r["content"]["status"] for r in raw.barrier()] == ["ok"]
+    assert [r.content["status"] for r in raw.barrier()] == ["ok"]
     assert path.exists()
     path.unlink()
     raw.iopub_parents()
     assert_refused(raw, frames, path)
     time.sleep(0.1)
-    assert msg["header"]["msg_id"] not in raw.iopub_parents()  # not even busy/idle
+    assert msg.msg_id not in raw.iopub_parents()  # not even busy/idle
 
 
 def test_replay_on_another_channel_is_refused(raw: RawClient) -> None:
@@ -244,7 +264,7 @@ def test_replay_on_another_channel_is_refused(raw: RawClient) -> None:
     path, msg = _touch(raw)
     frames = raw.frames(msg)
     raw.send(frames, "shell")
-    assert [r["content"]["status"] for r in raw.barrier()] == ["ok"]
+    assert [r.content["status"] for r in raw.barrier()] == ["ok"]
     path.unlink()
     assert_refused(raw, frames, path, "control")
 
@@ -254,7 +274,7 @@ def test_replay_with_buffers_changed_is_refused(raw: RawClient) -> None:
     path, msg = _touch(raw)
     frames = raw.frames(msg)
     raw.send(frames)
-    assert [r["content"]["status"] for r in raw.barrier()] == ["ok"]
+    assert [r.content["status"] for r in raw.barrier()] == ["ok"]
     path.unlink()
     assert_refused(raw, [*frames, b"extra buffer"], path)
 
@@ -280,7 +300,7 @@ _GARBAGE_KINDS = [
 def _resign(raw: RawClient, parts: list[bytes]) -> list[bytes]:
     """Frames with a *valid* signature over arbitrary (possibly broken) dict frames: these
     get past the HMAC check and test the decoder and validation behind it."""
-    return [DELIM, raw.session.sign(parts), *parts]
+    return [DELIMITER, raw.session.sign(parts), *parts]
 
 
 @st.composite
@@ -289,13 +309,14 @@ def garbage(draw: st.DrawFn, raw: RawClient) -> tuple[list[bytes], Path]:
     kind = draw(st.sampled_from(_GARBAGE_KINDS))
     frames = raw.frames(msg)
     parts = list(frames[2:6])  # header, parent, metadata, content (packed)
+    header = json.loads(parts[0])
     blob = st.binary(max_size=64)
     if kind == "random":
         out = draw(st.lists(blob, min_size=1, max_size=8))
         # A stray valid delimiter + signature + parts would be a valid message: avoid it.
         return out, path
     if kind == "no_delimiter":
-        return [f for f in frames if f != DELIM], path
+        return [f for f in frames if f != DELIMITER], path
     if kind == "too_few":
         k = draw(st.integers(0, 4))
         return frames[: 1 + k], path
@@ -309,18 +330,16 @@ def garbage(draw: st.DrawFn, raw: RawClient) -> tuple[list[bytes], Path]:
         return _resign(raw, parts), path
     if kind in ("header_not_dict", "parent_not_dict", "metadata_not_dict"):
         i = {"header_not_dict": 0, "parent_not_dict": 1, "metadata_not_dict": 2}[kind]
-        value = draw(st.sampled_from([[], "x", 1, None, [msg["header"]]]))
+        value = draw(st.sampled_from([[], "x", 1, None, [header]]))
         if value is None and i == 1:
             value = "x"
         parts[i] = json.dumps(value, default=str).encode()
         return _resign(raw, parts), path
     if kind == "missing_msg_id":
-        header = dict(msg["header"])
         header.pop(draw(st.sampled_from(["msg_id", "msg_type"])))
         parts[0] = json.dumps(header, default=str).encode()
         return _resign(raw, parts), path
     if kind == "unknown_type":
-        header = dict(msg["header"])
         header["msg_type"] = draw(
             st.sampled_from(["execute", "exec_request", "EXECUTE_REQUEST", "", "input_reply"])
             | st.text(max_size=10).map(lambda t: "x_" + t)
@@ -361,7 +380,7 @@ def test_garbage_on_stdin_and_iopub_is_ignored(raw: RawClient, kernel: KernelPai
     # A valid execute on stdin is not an input_reply: dropped.
     raw.send(raw.frames(msg), "stdin")
     raw.send([b"garbage"], "stdin")
-    raw.send([DELIM, b"", b"{}", b"{}", b"{}", b"{}"], "stdin")
+    raw.send([DELIMITER, b"", b"{}", b"{}", b"{}", b"{}"], "stdin")
     # XSUB can send anything upstream to the XPUB.
     xsub = raw.ctx.socket(zmq.XSUB)
     xsub.linger = 0
