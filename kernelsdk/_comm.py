@@ -11,13 +11,13 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._events import Publisher
+
 if TYPE_CHECKING:
     from ._message import Message
 
 log = logging.getLogger("kernelsdk.comm")
 
-#: Sends an IOPub message: (msg_type, content, metadata, buffers).
-Publisher = Callable[[str, dict[str, Any], dict[str, Any] | None, Sequence[bytes]], None]
 MessageHandler = Callable[["Comm", "Message"], Any]
 TargetHandler = Callable[["Comm", "Message"], Any]
 
@@ -78,8 +78,8 @@ class CommManager:
         self._targets: dict[str, TargetHandler] = {}
         self._comms: dict[str, Comm] = {}
 
-    def _attach(self, publish: Publisher, new_id: Callable[[], str]) -> None:
-        """Called by the server that serves this kernel: from now on comms can send."""
+    def attach(self, publish: Publisher, new_id: Callable[[], str]) -> None:
+        """Internal, called by the runtime that serves this kernel: from now on comms can send."""
         self._publish = publish
         self._new_id = new_id
 
@@ -119,9 +119,9 @@ class CommManager:
             if target_name is None or c.target_name == target_name
         }
 
-    # -- incoming messages (called by the server) -------------------------------------------
+    # -- incoming messages (internal: called by the runtime) ----------------------------------
 
-    def _handle_open(self, msg: Message) -> Any:
+    def handle_open(self, msg: Message) -> Any:
         comm_id, target = msg.content.get("comm_id"), msg.content.get("target_name")
         if not isinstance(comm_id, str) or not isinstance(target, str):
             log.warning("comm_open without a string comm_id and target_name: dropped")
@@ -135,14 +135,14 @@ class CommManager:
         self._comms[comm_id] = comm
         return handler(comm, msg)
 
-    def _handle_msg(self, msg: Message) -> Any:
+    def handle_msg(self, msg: Message) -> Any:
         comm = self._comms.get(str(msg.content.get("comm_id")))
         if comm is None:
             log.warning("comm_msg for unknown comm %r: dropped", msg.content.get("comm_id"))
             return None
         return comm._on_msg(comm, msg) if comm._on_msg is not None else None
 
-    def _handle_close(self, msg: Message) -> Any:
+    def handle_close(self, msg: Message) -> Any:
         comm = self._comms.pop(str(msg.content.get("comm_id")), None)
         if comm is None:
             return None

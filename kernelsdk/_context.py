@@ -4,8 +4,9 @@ One :class:`ExecuteContext` exists per ``execute_request``. Every output it publ
 that request as parent, so output lands in the right notebook cell even when several kernels
 share a process. Output methods are plain functions that may be called from the Trio thread or
 from a worker thread started by :meth:`ExecuteContext.run_blocking` (they hop to the Trio thread
-themselves). When the request is ``silent`` they publish nothing; once the execution has ended
-(a worker thread an interrupt left running) they publish nothing either, and it is logged.
+themselves). When the request is ``silent`` nothing they publish leaves the kernel (the protocol
+core drops it); once the execution has ended (a worker thread an interrupt left running) they
+publish nothing either, and it is logged.
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ from typing import Any, TypeVar
 
 import trio
 
+from ._events import Publisher
 from ._exceptions import StdinNotAllowedError
 from ._message import Message
 
 T = TypeVar("T")
 MimeBundle = dict[str, Any]
-#: (msg_type, content, metadata, buffers) -> None; queues one IOPub message for this request.
-PublishFn = Callable[[str, dict[str, Any], dict[str, Any] | None, Sequence[bytes]], None]
 InputFn = Callable[[str, bool], Awaitable[str]]
 
 
@@ -31,7 +31,7 @@ class ExecuteContext:
 
     Attributes:
         execution_count: the count of this execution (shown as ``In [n]``).
-        silent: the frontend asked for no output; output calls do nothing.
+        silent: the frontend asked for no output; what output calls publish is dropped.
         store_history: this execution is recorded in history.
         allow_stdin: :meth:`input` may ask the frontend for input.
         request: the ``execute_request`` message (its ``metadata`` holds e.g. JupyterLab's
@@ -46,7 +46,7 @@ class ExecuteContext:
         silent: bool,
         store_history: bool,
         allow_stdin: bool,
-        publish: PublishFn,
+        publish: Publisher,
         request_input: InputFn,
     ) -> None:
         self.request = request
@@ -58,19 +58,22 @@ class ExecuteContext:
         self._request_input = request_input
         self._trio_thread = threading.get_ident()
         self._token = trio.lowlevel.current_trio_token()
-        self.has_result = False
 
     # -- output ---------------------------------------------------------------------------
 
-    def _publish(
+    def publish(
         self,
         msg_type: str,
         content: dict[str, Any],
         metadata: dict[str, Any] | None = None,
         buffers: Sequence[bytes] = (),
     ) -> None:
-        if self.silent:
-            return
+        """Publish any IOPub message as output of this execution, from any thread.
+
+        Internal: what relays use (:mod:`kernelsdk.mpi` republishes other ranks' outputs);
+        kernel code uses the helpers below. What a ``silent`` execution publishes is dropped
+        by the protocol core, which owns that rule.
+        """
         if threading.get_ident() == self._trio_thread:
             self._publish_in_trio(msg_type, content, metadata, buffers)
         else:
@@ -78,12 +81,15 @@ class ExecuteContext:
                 self._publish_in_trio, msg_type, content, metadata, buffers, trio_token=self._token
             )
 
+    #: Until kernelsdk.mpi calls :meth:`publish`.
+    _publish = publish
+
     def stream(self, name: str, text: str) -> None:
         """Send text to ``stdout`` or ``stderr``."""
         if name not in ("stdout", "stderr"):
             raise ValueError(f"stream name must be 'stdout' or 'stderr', not {name!r}")
         if text:
-            self._publish("stream", {"name": name, "text": text})
+            self.publish("stream", {"name": name, "text": text})
 
     def print(self, *values: object, sep: str = " ", end: str = "\n") -> None:
         """Like :func:`print`, to this cell's stdout."""
@@ -110,28 +116,27 @@ class ExecuteContext:
         content: dict[str, Any] = {"data": data, "metadata": metadata or {}, "transient": {}}
         if display_id is not None:
             content["transient"] = {"display_id": display_id}
-        self._publish("display_data", content, None, buffers)
+        self.publish("display_data", content, None, buffers)
 
     def update_display(
         self, display_id: str, data: MimeBundle, metadata: dict[str, Any] | None = None
     ) -> None:
         """Replace every output shown with ``display_id``."""
-        self._publish(
+        self.publish(
             "update_display_data",
             {"data": data, "metadata": metadata or {}, "transient": {"display_id": display_id}},
         )
 
     def execute_result(self, data: MimeBundle, metadata: dict[str, Any] | None = None) -> None:
         """Publish the cell's result (``Out[n]``); it should include ``text/plain``."""
-        self.has_result = True
-        self._publish(
+        self.publish(
             "execute_result",
             {"execution_count": self.execution_count, "data": data, "metadata": metadata or {}},
         )
 
     def clear_output(self, wait: bool = False) -> None:
         """Clear the output area; with ``wait``, only when the next output arrives."""
-        self._publish("clear_output", {"wait": wait})
+        self.publish("clear_output", {"wait": wait})
 
     # -- input and blocking work -----------------------------------------------------------
 

@@ -9,12 +9,29 @@ sends (:meth:`~KernelProtocol.reply`, :meth:`~KernelProtocol.publish`, ...) as
 must never have to re-learn; the tables and methods below are the one place they live:
 
 * which request types each channel accepts, and which reply answers each request;
-* busy/idle ``status`` with the request as parent (the runtime brackets *every* request);
+* the request lifecycle: :meth:`~KernelProtocol.begin` (busy), at most one reply,
+  outputs, :meth:`~KernelProtocol.end` (idle), all with the request as parent; the runtime
+  brackets *every* request it handles, except a comm message handled during an execution;
 * the execution counter: only ``store_history`` executions advance it; ``silent`` forces
-  ``store_history`` off and suppresses ``execute_input`` and results;
+  ``store_history`` off (nothing reaches the history) and, from ``execute_input`` on,
+  suppresses everything the execution publishes apart from comm traffic (no
+  ``execute_input``, outputs, result or ``error``);
+* every execute-reply shape: ok, error (an interrupt is an error with
+  :func:`interrupt_error`'s content), aborted, and the error for content of the wrong types;
 * ``stop_on_error``: when an execution fails, the execute requests that had *already arrived*
   are aborted, and nothing that arrives later is;
 * ``iopub_welcome`` on every IOPub subscription (JEP 65), with no parent header.
+
+A runtime that breaks the lifecycle gets :class:`~kernelsdk.LocalProtocolError` at once,
+where it happens: a reply to a message that gets none (a comm message), a second reply, a
+reply before busy, a reply or output after idle, busy twice, idle without busy. Each request
+costs one small entry while it runs, and an ended one is remembered (the last
+:data:`ENDED_REMEMBERED`) to catch late output; requests are keyed by their ``seq``, never by
+``msg_id``, which a client may reuse.
+
+Outputs are returned unbuilt (:class:`~kernelsdk._events.Output`): the runtime queues them
+and builds them with :meth:`~KernelProtocol.publish_output` when it sends them, so that
+adjacent stream outputs can be merged first. Replies and everything else come as frames.
 
 It performs no I/O, reads no clock (the driver passes ``clock``) and draws no random numbers
 (the driver passes ``session_id``), so the Trio runtime, the in-memory test transport and an
@@ -29,8 +46,17 @@ from typing import Any, Final
 
 import attrs
 
-from ._events import Channel, Event, InputReply, InvalidMessage, Outgoing, Request, Subscription
-from ._exceptions import ExecutionError, RemoteProtocolError
+from ._events import (
+    Channel,
+    Event,
+    InputReply,
+    InvalidMessage,
+    Outgoing,
+    Output,
+    Request,
+    Subscription,
+)
+from ._exceptions import ExecutionError, LocalProtocolError, RemoteProtocolError
 from ._message import Message
 from ._session import Session
 from ._version import PROTOCOL_VERSION
@@ -65,6 +91,8 @@ _ACCEPTED: Final[Mapping[Channel, frozenset[str]]] = {
 UNSUPPORTED: Final = frozenset(
     {"debug_request", "create_subshell_request", "delete_subshell_request", "list_subshell_request"}
 )
+#: How many ended requests are remembered, to refuse a reply or output after their idle.
+ENDED_REMEMBERED: Final = 1024
 
 
 def error_content(exc: BaseException) -> dict[str, Any]:
@@ -108,6 +136,16 @@ class ExecutePlan:
     execution_count: int
 
 
+class _Running:
+    """The lifecycle state of one request between its busy and its idle."""
+
+    __slots__ = ("replied", "silent")
+
+    def __init__(self) -> None:
+        self.replied = False
+        self.silent = False  # a silent execution: its outputs are suppressed
+
+
 class KernelProtocol:
     """The protocol state of one kernel process.
 
@@ -135,13 +173,40 @@ class KernelProtocol:
         self._seq = 0
         self._abort_through_seq = -1
         self.execution_count = 0
+        self._running: dict[int, _Running] = {}  # by Request.seq
+        self._ended: dict[int, None] = {}  # seqs of the last ENDED_REMEMBERED ended requests
 
     # -- receiving ------------------------------------------------------------------------
 
     def receive(self, channel: Channel, frames: Sequence[bytes]) -> Event:
-        """Turn the frames of one multipart message into one event. Never raises."""
+        """Turn the frames of one multipart message into one event. Never raises.
+
+        A driver that reads each channel in its own task calls the method for that channel
+        instead, whose return type says which events it can get.
+        """
         if channel is Channel.IOPUB:
-            return self._subscription(frames)
+            return self.receive_subscription(frames)
+        if channel is Channel.STDIN:
+            return self.receive_input(frames)
+        return self.receive_request(channel, frames)
+
+    def receive_request(
+        self, channel: Channel, frames: Sequence[bytes]
+    ) -> Request | InvalidMessage:
+        """A request on shell or control (comm messages included). Never raises."""
+        msg = self._accepted(channel, frames)
+        if isinstance(msg, InvalidMessage):
+            return msg
+        self._seq += 1
+        return Request(channel, msg, self._seq)
+
+    def receive_input(self, frames: Sequence[bytes]) -> InputReply | InvalidMessage:
+        """An ``input_reply`` on stdin. Never raises."""
+        msg = self._accepted(Channel.STDIN, frames)
+        return msg if isinstance(msg, InvalidMessage) else InputReply(msg)
+
+    def _accepted(self, channel: Channel, frames: Sequence[bytes]) -> Message | InvalidMessage:
+        """The message, if it is valid and ``channel`` accepts its type."""
         try:
             msg = self.session.deserialize(frames)
         except RemoteProtocolError as exc:
@@ -150,12 +215,10 @@ class KernelProtocol:
         if msg_type not in _ACCEPTED[channel]:
             why = "not supported by this kernel" if msg_type in UNSUPPORTED else "unknown"
             return InvalidMessage(channel, f"{msg_type!r} on {channel}: {why}", tuple(frames))
-        if channel is Channel.STDIN:
-            return InputReply(msg)
-        self._seq += 1
-        return Request(channel, msg, self._seq)
+        return msg
 
-    def _subscription(self, frames: Sequence[bytes]) -> Event:
+    def receive_subscription(self, frames: Sequence[bytes]) -> Subscription | InvalidMessage:
+        """An XPUB (un)subscription on IOPub. Never raises."""
         if len(frames) != 1 or not frames[0] or frames[0][0] not in (0, 1):
             return InvalidMessage(Channel.IOPUB, "not an XPUB (un)subscription", tuple(frames))
         topic = frames[0][1:]
@@ -165,10 +228,79 @@ class KernelProtocol:
             return InvalidMessage(Channel.IOPUB, "subscription topic is not UTF-8", tuple(frames))
         return Subscription(topic=topic, subscribed=frames[0][0] == 1)
 
+    # -- the request lifecycle ------------------------------------------------------------
+
+    def begin(self, request: Request) -> Output:
+        """``status: busy`` for ``request``: it is being handled from now on.
+
+        Raises:
+            LocalProtocolError: ``request`` has begun before.
+        """
+        seq = request.seq
+        if seq in self._running or seq in self._ended:
+            raise LocalProtocolError(f"busy twice for {_describe(request)}")
+        self._running[seq] = _Running()
+        return Output("status", {"execution_state": "busy"}, request.message)
+
+    def end(self, request: Request) -> Output:
+        """``status: idle`` for ``request``: nothing more of it may be sent.
+
+        Raises:
+            LocalProtocolError: ``request`` has not begun, or has ended already.
+        """
+        seq = request.seq
+        if self._running.pop(seq, None) is None:
+            raise LocalProtocolError(f"idle {self._why_not_running(request)}")
+        ended = self._ended
+        ended[seq] = None
+        if len(ended) > ENDED_REMEMBERED:
+            del ended[next(iter(ended))]
+        return Output("status", {"execution_state": "idle"}, request.message)
+
+    def output(
+        self,
+        request: Request | None,
+        msg_type: str,
+        content: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+        buffers: Sequence[bytes] = (),
+    ) -> Output | None:
+        """An IOPub message with ``request`` as parent, or None where ``silent`` suppresses it.
+
+        ``request`` may be one that is not bracketed by busy/idle (a comm message handled
+        during an execution), or None. Comm traffic is symmetric, not a request's output:
+        neither suppressed nor refused (a widget's background task keeps the parent of the
+        cell that started it, as in ipykernel).
+
+        Raises:
+            LocalProtocolError: ``request`` has ended (its idle was sent).
+        """
+        if request is None:
+            return Output(msg_type, content, None, metadata, buffers)
+        if msg_type not in COMM_MESSAGES:
+            running = self._running.get(request.seq)
+            if running is None:
+                if request.seq in self._ended:
+                    raise LocalProtocolError(f"{msg_type} for {_describe(request)} after its idle")
+            elif running.silent:
+                return None
+        return Output(msg_type, content, request.message, metadata, buffers)
+
+    def starting(self) -> Output:
+        """``status: starting``, without a parent (sent once, after the first welcome)."""
+        return Output("status", {"execution_state": "starting"}, None)
+
+    def _why_not_running(self, request: Request) -> str:
+        when = "after idle" if request.seq in self._ended else "before busy"
+        return f"{when} for {_describe(request)}"
+
     # -- the execute rules ----------------------------------------------------------------
 
     def begin_execute(self, request: Request) -> ExecutePlan:
         """Apply the execute rules to a request: silent, store_history, the counter.
+
+        Call it after :meth:`begin`: from then on, a silent execution's outputs are
+        suppressed (:meth:`output` returns None for them).
 
         Raises:
             RemoteProtocolError: the content has the wrong types (the runtime turns this into
@@ -187,6 +319,9 @@ class KernelProtocol:
             raise RemoteProtocolError("execute_request.user_expressions must map names to code")
         if store_history:
             self.execution_count += 1
+        running = self._running.get(request.seq)
+        if running is not None:
+            running.silent = silent
         return ExecutePlan(
             code=code,
             silent=silent,
@@ -197,11 +332,68 @@ class KernelProtocol:
             execution_count=self.execution_count,
         )
 
+    def execute_input(self, request: Request, plan: ExecutePlan) -> Output | None:
+        """``execute_input`` (the code and its count), or None for a silent execution."""
+        content = {"code": plan.code, "execution_count": plan.execution_count}
+        return self.output(request, "execute_input", content)
+
+    def execute_ok(
+        self, request: Request, plan: ExecutePlan, user_expressions: dict[str, Any]
+    ) -> Outgoing:
+        """The reply to an execution that succeeded."""
+        return self.reply(
+            request,
+            {
+                "status": "ok",
+                "execution_count": plan.execution_count,
+                "payload": [],
+                "user_expressions": user_expressions,
+            },
+        )
+
+    def execute_error(self, request: Request, plan: ExecutePlan, error: dict[str, Any]) -> Outgoing:
+        """The reply to an execution that failed (or was interrupted: ``error`` is then
+        :func:`interrupt_error`), recording the failure for ``stop_on_error``.
+
+        Publish :meth:`error_output` first, and read every message already waiting on the
+        shell socket before this call, so that the executes aborted are those the client had
+        sent before the error.
+        """
+        self.execute_failed(plan)
+        return self.reply(
+            request,
+            {
+                "status": "error",
+                **error,
+                "execution_count": plan.execution_count,
+                "user_expressions": {},
+                "payload": [],
+            },
+        )
+
+    def error_output(self, request: Request, error: dict[str, Any]) -> Output | None:
+        """The ``error`` output of a failed execution (None for a silent one)."""
+        return self.output(request, "error", error)
+
+    def bad_execute_reply(self, request: Request, problem: RemoteProtocolError) -> Outgoing:
+        """The reply to an ``execute_request`` whose content :meth:`begin_execute` refused:
+        an error, nothing run, the count unchanged."""
+        return self.reply(
+            request,
+            {
+                "status": "error",
+                "ename": "ProtocolError",
+                "evalue": str(problem),
+                "traceback": [],
+                "execution_count": self.execution_count,
+            },
+        )
+
     def execute_failed(self, plan: ExecutePlan) -> None:
         """Record a failed execution: abort the executes already received, if the rules say so.
 
-        The driver should first read every message already waiting on its sockets, so that
-        "already received" means "already sent by the client".
+        :meth:`execute_error` calls it. The driver should first read every message already
+        waiting on its sockets, so that "already received" means "already sent by the client".
         """
         if plan.stop_on_error and not plan.silent:
             self._abort_through_seq = self._seq
@@ -210,6 +402,11 @@ class KernelProtocol:
     def expects_reply(request: Request) -> bool:
         """Whether ``request`` gets a reply (comm messages do not)."""
         return request.msg_type in CONTROL_REQUESTS
+
+    def awaits_reply(self, request: Request) -> bool:
+        """Whether ``request`` expects a reply and has not had it yet."""
+        running = self._running.get(request.seq)
+        return running is not None and not running.replied and self.expects_reply(request)
 
     def should_abort(self, request: Request) -> bool:
         """Whether this request is an execute that a failed execution aborted."""
@@ -253,8 +450,21 @@ class KernelProtocol:
     def reply(
         self, request: Request, content: dict[str, Any], metadata: dict[str, Any] | None = None
     ) -> Outgoing:
-        """The reply to ``request``, routed back to the client that sent it."""
-        reply_type = CONTROL_REQUESTS[request.msg_type]
+        """The reply to ``request``, routed back to the client that sent it.
+
+        Raises:
+            LocalProtocolError: ``request`` gets no reply (a comm message), has been
+                replied to, or is not between its busy and its idle.
+        """
+        reply_type = CONTROL_REQUESTS.get(request.msg_type)
+        if reply_type is None:
+            raise LocalProtocolError(f"{request.msg_type} gets no reply")
+        running = self._running.get(request.seq)
+        if running is None:
+            raise LocalProtocolError(f"reply {self._why_not_running(request)}")
+        if running.replied:
+            raise LocalProtocolError(f"a second reply to {_describe(request)}")
+        running.replied = True
         msg = request.message
         return Outgoing(
             request.channel,
@@ -284,8 +494,19 @@ class KernelProtocol:
             Channel.IOPUB, self._message(msg_type, content, parent, (topic,), metadata, buffers)
         )
 
+    def publish_output(self, output: Output) -> Outgoing:
+        """The frames of a queued output (see :meth:`output`)."""
+        return self.publish(
+            output.msg_type,
+            output.content,
+            output.parent,
+            metadata=output.metadata,
+            buffers=output.buffers,
+        )
+
     def status(self, state: str, parent: Message | None) -> Outgoing:
-        """``status`` with ``execution_state`` busy, idle or starting."""
+        """``status`` with ``execution_state`` busy, idle or starting, built at once and
+        outside the lifecycle checks (:meth:`begin` and :meth:`end` are for requests)."""
         return self.publish("status", {"execution_state": state}, parent)
 
     def welcome(self, subscription: Subscription) -> Outgoing:
@@ -308,3 +529,7 @@ class KernelProtocol:
             parent.identities,
         )
         return Outgoing(Channel.STDIN, frames, msg_id=self._last_msg_id())
+
+
+def _describe(request: Request) -> str:
+    return f"{request.msg_type} {request.message.msg_id!r} (seq {request.seq})"

@@ -42,7 +42,16 @@ from typing import Any
 import trio
 from kernels_for_tests import ProbeKernel
 
-from kernelsdk import _context, _heartbeat, _protocol, _registration, _server, _session
+from kernelsdk import (
+    _context,
+    _events,
+    _handlers,
+    _heartbeat,
+    _protocol,
+    _registration,
+    _server,
+    _session,
+)
 
 FAULTS: dict[str, str] = {}
 
@@ -62,14 +71,16 @@ def _no_signature_check() -> None:
 
 @fault("late_output")
 def _late_output() -> None:
-    original = _server.KernelServer._handle
+    original = _handlers.RequestHandlers.handle
 
-    async def handle(self: _server.KernelServer, req: Any) -> None:
+    async def handle(self: _handlers.RequestHandlers, req: Any) -> None:
         await original(self, req)
         if req.msg_type == "execute_request" and not req.message.content.get("silent"):
-            self.publish("stream", {"name": "stdout", "text": "too late\n"}, req.message)
+            # Queued as it is: the protocol core would refuse output after idle.
+            late = _events.Output("stream", {"name": "stdout", "text": "too late\n"}, req.message)
+            self.runtime.queue(late)
 
-    _server.KernelServer._handle = handle  # type: ignore[method-assign]
+    _handlers.RequestHandlers.handle = handle  # type: ignore[method-assign]
 
 
 @fault("no_heartbeat")
@@ -91,7 +102,7 @@ def _die_on_idle_sigint() -> None:
     original = _server.KernelServer.interrupt
 
     def interrupt(self: _server.KernelServer) -> None:
-        if not self._executions:
+        if not self.handlers.executions:
             os._exit(3)
         original(self)
 
@@ -128,15 +139,15 @@ def _reused_msg_id() -> None:
 
 @fault("control_blocked")
 def _control_blocked() -> None:
-    original = _server.KernelServer._handle
+    original = _handlers.RequestHandlers.handle
 
-    async def handle(self: _server.KernelServer, req: Any) -> None:
+    async def handle(self: _handlers.RequestHandlers, req: Any) -> None:
         if req.channel is _protocol.Channel.CONTROL:
-            while self._executions:
+            while self.executions:
                 await trio.sleep(0.01)
         await original(self, req)
 
-    _server.KernelServer._handle = handle  # type: ignore[method-assign]
+    _handlers.RequestHandlers.handle = handle  # type: ignore[method-assign]
 
 
 @fault("shutdown_no_exit")
@@ -152,14 +163,14 @@ def _shutdown_no_exit() -> None:
 def _no_comm_close() -> None:
     from kernelsdk import _comm
 
-    original = _comm.CommManager._handle_open
+    original = _comm.CommManager.handle_open
 
     def handle_open(self: _comm.CommManager, msg: Any) -> Any:
         if msg.content.get("target_name") not in self._targets:
             return None
         return original(self, msg)
 
-    _comm.CommManager._handle_open = handle_open  # type: ignore[method-assign]
+    _comm.CommManager.handle_open = handle_open  # type: ignore[method-assign]
 
 
 @fault("silent_counts")
@@ -181,15 +192,18 @@ def _no_abort() -> None:
 
 @fault("crash_on_garbage")
 def _crash_on_garbage() -> None:
-    def decode(self: _server.KernelServer, channel: Any, frames: list[bytes]) -> Any:
-        event = self.protocol.receive(channel, frames)
-        if isinstance(event, _protocol.InvalidMessage):
-            if "signature" not in event.reason and "replay" not in event.reason:
-                os._exit(4)  # garbage that is not a forgery: "crash"
-            return None
-        return event
+    original = _protocol.KernelProtocol._accepted
 
-    _server.KernelServer._decode = decode  # type: ignore[method-assign]
+    def accepted(self: _protocol.KernelProtocol, channel: Any, frames: Any) -> Any:
+        msg = original(self, channel, frames)
+        forged = isinstance(msg, _protocol.InvalidMessage) and (
+            "signature" in msg.reason or "replay" in msg.reason
+        )
+        if isinstance(msg, _protocol.InvalidMessage) and not forged:
+            os._exit(4)  # garbage that is not a forgery: "crash"
+        return msg
+
+    _protocol.KernelProtocol._accepted = accepted  # type: ignore[method-assign]
 
 
 @fault("stdin_ignores_allow")
@@ -204,7 +218,7 @@ def _stdin_ignores_allow() -> None:
 
 @fault("no_interrupt")
 def _no_interrupt() -> None:
-    _server.KernelServer.interrupt = lambda self: None  # type: ignore[method-assign]
+    _handlers.RequestHandlers.interrupt = lambda self: None  # type: ignore[method-assign]
 
 
 @fault("forged_registration")
@@ -245,11 +259,11 @@ def _history_ignores_output() -> None:
 
 @fault("incomplete_no_indent")
 def _incomplete_no_indent() -> None:
-    async def is_complete(self: _server.KernelServer, req: Any) -> None:
+    async def is_complete(self: _handlers.RequestHandlers, req: Any) -> None:
         result = await self.kernel.do_is_complete(str(req.message.content.get("code", "")))
         await self._reply(req, {"status": result.status})
 
-    _server.KernelServer._HANDLERS["is_complete_request"] = is_complete
+    _handlers.RequestHandlers._HANDLERS["is_complete_request"] = is_complete
 
 
 @fault("update_wrong_id")
@@ -267,48 +281,51 @@ def _update_wrong_id() -> None:
 @fault("drops_after_forged")
 def _drops_after_forged() -> None:
     dropping: set[Any] = set()
+    original = _protocol.KernelProtocol._accepted
 
-    def decode(self: _server.KernelServer, channel: Any, frames: list[bytes]) -> Any:
-        event = self.protocol.receive(channel, frames)
-        if isinstance(event, _protocol.InvalidMessage):
-            if any(w in event.reason for w in ("signature", "unsigned", "replay")):
+    def accepted(self: _protocol.KernelProtocol, channel: Any, frames: Any) -> Any:
+        msg = original(self, channel, frames)
+        if isinstance(msg, _protocol.InvalidMessage):
+            if any(w in msg.reason for w in ("signature", "unsigned", "replay")):
                 dropping.add(channel)  # the reader "resynchronises" by skipping a message
-            return None
+            return msg
         if channel in dropping:
             dropping.discard(channel)
-            return None
-        return event
+            return _protocol.InvalidMessage(channel, "dropped after a forgery", tuple(frames))
+        return msg
 
-    _server.KernelServer._decode = decode  # type: ignore[method-assign]
+    _protocol.KernelProtocol._accepted = accepted  # type: ignore[method-assign]
 
 
 @fault("comm_no_status")
 def _comm_no_status() -> None:
-    original = _server.KernelServer._handle
+    original = _handlers.RequestHandlers.handle
 
-    async def handle(self: _server.KernelServer, req: Any) -> None:
+    async def handle(self: _handlers.RequestHandlers, req: Any) -> None:
         if req.msg_type in ("comm_info_request", "comm_open", "comm_msg", "comm_close"):
-            token = _server._current_parent.set(req.message)
+            token = _handlers._current_request.set(req)
+            self.protocol.begin(req)  # the protocol's busy and idle are built, never sent
             try:
                 await self._HANDLERS[req.msg_type](self, req)
             finally:
-                _server._current_parent.reset(token)
+                self.protocol.end(req)
+                _handlers._current_request.reset(token)
             return
         await original(self, req)
 
-    _server.KernelServer._handle = handle  # type: ignore[method-assign]
+    _handlers.RequestHandlers.handle = handle  # type: ignore[method-assign]
 
 
 def _publish_patch(change: Any) -> None:
-    original = _server.KernelServer.publish
+    original = _server.KernelServer.queue
 
-    def publish(
-        self: _server.KernelServer, msg_type: str, content: Any, parent: Any, *a: Any, **k: Any
-    ) -> None:
-        msg_type, parent = change(msg_type, parent)
-        original(self, msg_type, content, parent, *a, **k)
+    def queue(self: _server.KernelServer, item: Any) -> None:
+        if isinstance(item, _events.Output):
+            msg_type, parent = change(item.msg_type, item.parent)
+            item = _events.Output(msg_type, item.content, parent, item.metadata, item.buffers)
+        original(self, item)
 
-    _server.KernelServer.publish = publish  # type: ignore[method-assign]
+    _server.KernelServer.queue = queue  # type: ignore[method-assign]
 
 
 @fault("parentless_comm_close")

@@ -23,7 +23,7 @@ from typing import Any
 import trio
 from kernels_for_tests import ProbeKernel
 
-from kernelsdk import ExecuteContext, _server
+from kernelsdk import ExecuteContext, _events, _server
 
 FAULT = os.environ.get("KSDK_FAULT", "")
 
@@ -39,29 +39,31 @@ if FAULT == "ignores_parent_death":
 
 
 def _drop_status(drop: Any) -> None:
-    original = _server.KernelServer.publish
+    original = _server.KernelServer.queue
 
-    def publish(
-        self: _server.KernelServer, msg_type: str, content: dict[str, Any], parent: Any, *a: Any
-    ) -> None:
-        if msg_type == "status" and drop(content.get("execution_state"), parent):
+    def queue(self: _server.KernelServer, item: Any) -> None:
+        if (
+            isinstance(item, _events.Output)
+            and item.msg_type == "status"
+            and drop(item.content.get("execution_state"), item.parent)
+        ):
             return
-        original(self, msg_type, content, parent, *a)
+        original(self, item)
 
-    _server.KernelServer.publish = publish  # type: ignore[method-assign]
+    _server.KernelServer.queue = queue  # type: ignore[method-assign]
 
 
 def _input_survives_interrupt() -> None:
     """Below kernelsdk's guards (replies routed to the input_request they answer, output of
     an ended cell dropped): what a kernel without them does."""
-    original_input = _server.KernelServer._input
+    original_input = _server.KernelServer.request_input
     original_route = _server.KernelServer._route_input_reply
 
     async def input(self: Any, execution: Any, *args: Any) -> str:
         try:
             result: str = await original_input(self, execution, *args)
         except BaseException:  # interrupted: the old input keeps waiting
-            self._stale_input = getattr(execution, "request", execution)
+            self._stale_input = execution.request.message
             raise
         return result
 
@@ -74,7 +76,7 @@ def _input_survives_interrupt() -> None:
         value = str(reply.message.content.get("value", ""))
         self.publish("stream", {"name": "stdout", "text": value + "\n"}, stale)
 
-    _server.KernelServer._input = input  # type: ignore[method-assign]
+    _server.KernelServer.request_input = input  # type: ignore[method-assign]
     _server.KernelServer._route_input_reply = route  # type: ignore[method-assign]
 
 

@@ -3,9 +3,9 @@ messages it builds (replies, IOPub, welcome, input requests)."""
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
+import attrs
 import pytest
 
 from kernelsdk import (
@@ -24,6 +24,7 @@ from kernelsdk import (
     Session,
     Subscription,
 )
+from kernelsdk._client_protocol import ClientProtocol
 from kernelsdk._protocol import CONTROL_REQUESTS, SHELL_REQUESTS
 
 KEY = b"protocol-test-key"
@@ -32,11 +33,16 @@ IDENT = (b"client-ident",)
 
 
 class Client:
-    """Builds signed request frames and decodes what the kernel sends."""
+    """The client role of the core, sending any type (these tests offer every type to every
+    channel, to see the kernel refuse most) and decoding what the kernel sends."""
 
     def __init__(self) -> None:
-        self.session = Session(KEY)
-        self._ids = itertools.count(1)
+        self.protocol = ClientProtocol(
+            Session(KEY),
+            session_id="client-session",
+            clock=lambda: "2024-01-01T00:00:00Z",
+            username="alice",
+        )
 
     def frames(
         self,
@@ -44,18 +50,17 @@ class Client:
         content: dict[str, Any] | None = None,
         identities: tuple[bytes, ...] = IDENT,
     ) -> list[bytes]:
-        header = Header(
-            msg_id=f"req-{next(self._ids)}",
-            msg_type=msg_type,
-            session="client-session",
-            username="alice",
-            date="2024-01-01T00:00:00Z",
-            extra={"x-client": "kept"},
+        header = attrs.evolve(self.protocol.header(msg_type), extra={"x-client": "kept"})
+        # The frames are the same whatever channel they are offered to.
+        out = self.protocol.unchecked_message(
+            Channel.SHELL, header, content or {}, identities=identities
         )
-        return self.session.serialize(Message(header, content or {}, identities=identities))
+        return list(out.frames)
 
     def decode(self, out: Outgoing) -> Message:
-        return self.session.deserialize(list(out.frames))
+        event = self.protocol.receive(out.channel, out.frames)
+        assert not isinstance(event, InvalidMessage), event
+        return event.message
 
 
 @pytest.fixture
@@ -320,6 +325,7 @@ def test_stop_on_error_false_does_not_abort(kp: KernelProtocol, client: Client) 
 def test_abort_reply(kp: KernelProtocol, client: Client) -> None:
     a, b = execute(kp, client, "a"), execute(kp, client, "b")
     kp.execute_failed(kp.begin_execute(a))
+    kp.begin(b)
     out = kp.abort_reply(b)
     assert out.channel is Channel.SHELL
     reply = client.decode(out)
@@ -343,6 +349,7 @@ def test_reply_routing(kp: KernelProtocol, client: Client, channel: Channel, msg
     frames = client.frames(msg_type, identities=(b"router-a", b"router-b"))
     req = kp.receive(channel, frames)
     assert isinstance(req, Request)
+    kp.begin(req)
     out = kp.reply(req, {"status": "ok"}, {"m": 1})
     assert out.channel is channel
     assert out.frames[:3] == (b"router-a", b"router-b", DELIMITER)
@@ -424,13 +431,16 @@ def test_headers_version_date_and_unique_ids(kp: KernelProtocol, client: Client)
     assert isinstance(sub, Subscription)
     outs: list[Outgoing] = []
     for _ in range(50):
+        replied, aborted = execute(kp, client), execute(kp, client)  # one reply each
+        kp.begin(replied)
+        kp.begin(aborted)
         outs += [
-            kp.reply(req, {"status": "ok"}),
+            kp.reply(replied, {"status": "ok"}),
             kp.publish("stream", {"name": "stdout", "text": ""}, req.message),
             kp.status("idle", req.message),
             kp.welcome(sub),
             kp.input_request(req.message, "", False),
-            kp.abort_reply(req),
+            kp.abort_reply(aborted),
         ]
     messages = [client.decode(o) for o in outs]
     ids = [m.msg_id for m in messages]
