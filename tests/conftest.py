@@ -31,8 +31,9 @@ import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
+from kernelsdk import PROTOCOL_VERSION
+
 TESTS_DIR = Path(__file__).resolve().parent
-PROTOCOL = "5.5"
 STARTUP_TIMEOUT = 60
 
 KernelPair = tuple[KernelManager, BlockingKernelClient]
@@ -153,7 +154,7 @@ def jupyter_env() -> Iterator[JupyterEnv]:
                     "language": "probe",
                     "interrupt_mode": mode,
                     "env": {"PYTHONPATH": pythonpath},
-                    "kernel_protocol_version": PROTOCOL,
+                    "kernel_protocol_version": PROTOCOL_VERSION,
                 },
             )
         yield env

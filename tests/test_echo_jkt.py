@@ -12,10 +12,12 @@ from typing import Any, ClassVar
 
 import jupyter_kernel_test as jkt
 import pytest
-from conftest import PROTOCOL, STARTUP_TIMEOUT
+from conftest import STARTUP_TIMEOUT
 from jupyter_client.manager import KernelManager
 from jupyter_client.session import Session
 from jupyter_kernel_test.msgspec_v5 import validate_message
+
+from kernelsdk import PROTOCOL_VERSION
 
 SEED = "hello help"  # executed in setUpClass: these words become completable and inspectable
 
@@ -54,10 +56,10 @@ class EchoKernelTests(jkt.KernelTests):
         msg_id = self.kc.kernel_info()
         reply = self.kc.get_shell_msg(timeout=15)
         validate_message(reply, "kernel_info_reply", msg_id)
-        assert reply["content"]["protocol_version"] == PROTOCOL
-        assert reply["header"]["version"] == PROTOCOL
+        assert reply["content"]["protocol_version"] == PROTOCOL_VERSION
+        assert reply["header"]["version"] == PROTOCOL_VERSION
         assert self.km.kernel_spec is not None
-        assert self.km.kernel_spec.kernel_protocol_version == PROTOCOL
+        assert self.km.kernel_spec.kernel_protocol_version == PROTOCOL_VERSION
 
     def test_echo_inspect_unknown_word(self) -> None:
         self.flush_channels()

@@ -18,7 +18,6 @@ import pytest
 import trio
 import trio.testing
 from conftest import (
-    PROTOCOL,
     TESTS_DIR,
     JupyterEnv,
     _write_spec,
@@ -27,7 +26,15 @@ from conftest import (
 from test_integration import TIMEOUT, collect, control_reply, shell_reply, stdout_of
 
 import kernelsdk
-from kernelsdk import BaseKernel, Channel, ExecuteContext, Message, NativeOutput, NativeRunner
+from kernelsdk import (
+    PROTOCOL_VERSION,
+    BaseKernel,
+    Channel,
+    ExecuteContext,
+    Message,
+    NativeOutput,
+    NativeRunner,
+)
 from kernelsdk.testing import TestClient, open_test_kernel
 
 GUARD = 30  # seconds: only reached on a hang
@@ -235,7 +242,7 @@ def native_probe_spec(jupyter_env: JupyterEnv) -> str:
             "language": "probe",
             "interrupt_mode": "message",
             "env": {"PYTHONPATH": pythonpath},
-            "kernel_protocol_version": PROTOCOL,
+            "kernel_protocol_version": PROTOCOL_VERSION,
         },
     )
     return "native-probe"

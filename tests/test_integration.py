@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 import zmq
 from conftest import (
-    PROTOCOL,
     STARTUP_TIMEOUT,
     JupyterEnv,
     KernelPair,
@@ -33,6 +32,8 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager, _ShutdownStatus
 from jupyter_client.session import Session
 from jupyter_kernel_test.msgspec_v5 import validate_message
+
+from kernelsdk import PROTOCOL_VERSION
 
 TIMEOUT = 30  # only reached when something hangs
 
@@ -171,10 +172,10 @@ def test_kernel_info_versions_agree(probe: KernelPair, channel: str) -> None:
     reply = kernel_info_checked(kc, channel)
     content = reply["content"]
     assert content["status"] == "ok"
-    assert content["protocol_version"] == PROTOCOL
-    assert reply["header"]["version"] == PROTOCOL
+    assert content["protocol_version"] == PROTOCOL_VERSION
+    assert reply["header"]["version"] == PROTOCOL_VERSION
     assert km.kernel_spec is not None
-    assert km.kernel_spec.kernel_protocol_version == PROTOCOL
+    assert km.kernel_spec.kernel_protocol_version == PROTOCOL_VERSION
     assert content["language_info"]["name"] == "probe"
     assert content["implementation"] == "probe"
 
@@ -547,7 +548,7 @@ def test_iopub_welcome_for_every_subscriber(probe: KernelPair) -> None:
             assert welcome["content"] == {"subscription": topic.decode()}
             assert welcome["parent_header"] == {}
             assert welcome["topic_frames"] == ([topic] if topic else [])
-            assert welcome["header"]["version"] == PROTOCOL
+            assert welcome["header"]["version"] == PROTOCOL_VERSION
     finally:
         for sock in socks:
             sock.close()

@@ -14,8 +14,10 @@ from typing import Any, ClassVar
 
 import jupyter_kernel_test as jkt
 import pytest
-from conftest import PROTOCOL, JupyterEnv
+from conftest import JupyterEnv
 from jupyter_kernel_test.msgspec_v5 import validate_message
+
+from kernelsdk import PROTOCOL_VERSION
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +90,7 @@ class LuaKernelTests(jkt.KernelTests):
         reply = self.kc.get_shell_msg(timeout=15)
         validate_message(reply, "kernel_info_reply", msg_id)
         content = reply["content"]
-        assert content["protocol_version"] == PROTOCOL
+        assert content["protocol_version"] == PROTOCOL_VERSION
         assert content["language_info"]["name"] == "lua"
         assert content["language_info"]["version"] == "5.4"
         assert self.km.kernel_spec is not None
