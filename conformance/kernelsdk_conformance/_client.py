@@ -1,9 +1,11 @@
 """A raw ZeroMQ client for one kernel, launched from its kernelspec.
 
 jupyter_client is used only to find the kernelspec and to start, signal and restart the
-process (``KernelManager``). Every message goes over this module's own sockets, framed and
-signed here (with :class:`kernelsdk.Session`'s HMAC), so checks can also send what no
-well-behaved client would: unsigned, tampered, replayed or malformed frames.
+process (``KernelManager``). Every message goes over this module's own sockets. Headers and
+signed frames come from kernelsdk's client role (``ClientProtocol``), unchecked, since checks
+send unknown types and requests on any channel on purpose; what no well-behaved client would
+send (unsigned, wrong-key, tampered, replayed or malformed frames) is forged from those frames
+or, for frames too broken to build any other way, written raw here.
 
 Every message received from the kernel is decoded leniently into a :class:`Msg` (raw dicts,
 whatever their shape) and appended to :attr:`KernelClient.log`, where the schema check finds
@@ -28,10 +30,10 @@ import zmq
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import KernelManager
 
-from kernelsdk import Session
+from kernelsdk import DELIMITER, Channel, Header, RemoteProtocolError, Session
+from kernelsdk._client_protocol import ClientProtocol
 
-DELIM = b"<IDS|MSG>"
-VERSION = "5.5"
+DELIM = DELIMITER
 CHANNELS = ("shell", "control", "stdin")
 
 
@@ -181,7 +183,20 @@ class KernelClient:
         self.welcomes: list[Msg] = []
         self._iopub_backlog: list[Msg] = []
         self._reply_backlog: dict[str, list[Msg]] = {c: [] for c in CHANNELS}
-        self.session: Session = Session()
+        self.protocol = ClientProtocol(
+            Session(), session_id=self.session_id, clock=now_iso, username="conformance"
+        )
+
+    @property
+    def session(self) -> Session:
+        """Signs what this client sends and checks what it receives (unsigned until the
+        kernel's connection file is known)."""
+        return self.protocol.session
+
+    @session.setter
+    def session(self, session: Session) -> None:
+        # The same protocol signs with the new key: message ids keep counting, never reused.
+        self.protocol.session = session
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -381,16 +396,9 @@ class KernelClient:
     # -- sending -------------------------------------------------------------------------------
 
     def header(self, msg_type: str, **overrides: Any) -> dict[str, Any]:
-        header = {
-            "msg_id": uuid.uuid4().hex,
-            "session": self.session_id,
-            "username": "conformance",
-            "date": now_iso(),
-            "msg_type": msg_type,
-            "version": VERSION,
-        }
-        header.update(overrides)
-        return header
+        """A new header (the client role's next msg_id, the time, the protocol version), with
+        ``overrides``."""
+        return {**self.protocol.header(msg_type).to_dict(), **overrides}
 
     def frames(
         self,
@@ -402,17 +410,35 @@ class KernelClient:
         metadata: dict[str, Any] | None = None,
         parent: dict[str, Any] | None = None,
     ) -> tuple[str, list[bytes]]:
-        """(msg_id, frames) of a message signed by ``session`` (default: the right key)."""
+        """(msg_id, frames) of a message signed by ``session`` (default: the right key).
+
+        ``parent`` is a header as the kernel sent it; one that is not a valid header (a faulty
+        kernel's) is echoed as it is, on the raw path.
+        """
         header = header or self.header(msg_type)
-        self.sent_headers[str(header["msg_id"])] = header
-        parts = [
-            json.dumps(header).encode(),
-            json.dumps(parent or {}).encode(),
-            json.dumps(metadata or {}).encode(),
-            json.dumps(content).encode(),
-        ]
+        msg_id = str(header["msg_id"])
+        self.sent_headers[msg_id] = header
+        try:
+            parent_header = Header.from_dict(parent) if parent else None
+            built = self.protocol.unchecked_message(
+                Channel.SHELL,  # the same frames on any channel
+                Header.from_dict(header),
+                content,
+                parent=parent_header,
+                metadata=metadata,
+            )
+            parts = list(built.frames[2:6])
+            if session is None:
+                return msg_id, list(built.frames)
+        except RemoteProtocolError:
+            parts = [
+                json.dumps(header).encode(),
+                json.dumps(parent or {}).encode(),
+                json.dumps(metadata or {}).encode(),
+                json.dumps(content).encode(),
+            ]
         signer = session or self.session
-        return str(header["msg_id"]), [DELIM, signer.sign(parts), *parts]
+        return msg_id, [DELIM, signer.sign(parts), *parts]
 
     def send_frames(self, channel: str, frames: Sequence[bytes]) -> None:
         self.socks[channel].send_multipart(list(frames))
