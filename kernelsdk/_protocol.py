@@ -41,6 +41,7 @@ MPI relay all drive the same object.
 from __future__ import annotations
 
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -174,7 +175,9 @@ class KernelProtocol:
         self._abort_through_seq = -1
         self.execution_count = 0
         self._running: dict[int, _Running] = {}  # by Request.seq
-        self._ended: dict[int, None] = {}  # seqs of the last ENDED_REMEMBERED ended requests
+        # The seqs of the last ENDED_REMEMBERED ended requests. An OrderedDict: a dict whose
+        # first item is deleted again and again scans ever more dead slots to find the next.
+        self._ended: OrderedDict[int, None] = OrderedDict()
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -254,7 +257,7 @@ class KernelProtocol:
         ended = self._ended
         ended[seq] = None
         if len(ended) > ENDED_REMEMBERED:
-            del ended[next(iter(ended))]
+            ended.popitem(last=False)
         return Output("status", {"execution_state": "idle"}, request.message)
 
     def output(

@@ -9,19 +9,18 @@ from typing import Any
 import attrs
 import pytest
 
-from kernelsdk import (
+from kernelsdk import LocalProtocolError, RemoteProtocolError
+from kernelsdk._events import Output
+from kernelsdk._protocol import interrupt_error
+from kernelsdk.protocol import (
     Channel,
+    ClientProtocol,
     KernelProtocol,
-    LocalProtocolError,
     Message,
     Outgoing,
-    RemoteProtocolError,
     Request,
     Session,
 )
-from kernelsdk._client_protocol import ClientProtocol
-from kernelsdk._events import Output
-from kernelsdk._protocol import interrupt_error
 
 KEY = b"lifecycle-key"
 PEER = (b"peer",)
