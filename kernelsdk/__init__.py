@@ -1,18 +1,20 @@
 """kernelsdk: write Jupyter kernels for new languages as a small async subclass.
 
-The public API is exactly what this module re-exports; everything in ``_modules`` is private.
+The public API is exactly what this module names in ``__all__``, plus the namespaces
+:mod:`kernelsdk.protocol` (the sans-IO protocol core, like ``trio.lowlevel``),
+:mod:`kernelsdk.testing` and :mod:`kernelsdk.mpi`; every name is public in exactly one of
+them, and everything in ``_modules`` is private (``tests/test_exports.py`` polices both).
+
+The runtime (Trio and pyzmq) loads lazily: ``import kernelsdk`` and
+``import kernelsdk.protocol`` import neither, and the names that need Trio
+(:data:`_LAZY`) are imported on first access through the module ``__getattr__``.
 """
+
+import typing as _typing
 
 from ._comm import Comm as Comm
 from ._comm import CommManager as CommManager
 from ._connection import ConnectionInfo as ConnectionInfo
-from ._context import ExecuteContext as ExecuteContext
-from ._events import Channel as Channel
-from ._events import InputReply as InputReply
-from ._events import InvalidMessage as InvalidMessage
-from ._events import Outgoing as Outgoing
-from ._events import Request as Request
-from ._events import Subscription as Subscription
 from ._exceptions import ConfigError as ConfigError
 from ._exceptions import ExecutionError as ExecutionError
 from ._exceptions import InputInterrupted as InputInterrupted
@@ -28,67 +30,73 @@ from ._kernel import BaseKernel as BaseKernel
 from ._kernel import Completions as Completions
 from ._kernel import IsComplete as IsComplete
 from ._kernelspec import KernelSpec as KernelSpec
-from ._message import Header as Header
-from ._message import Message as Message
-from ._native import NativeOutput as NativeOutput
-from ._native import NativeRunner as NativeRunner
-from ._packers import JSON as JSON
-from ._packers import MSGPACK as MSGPACK
-from ._packers import Packer as Packer
-from ._packers import get_packer as get_packer
-from ._protocol import ExecutePlan as ExecutePlan
-from ._protocol import KernelProtocol as KernelProtocol
-from ._registration import Registration as Registration
-from ._runtime import open_kernel as open_kernel
-from ._runtime import run_kernel as run_kernel
-from ._server import KernelServer as KernelServer
-from ._session import DELIMITER as DELIMITER
-from ._session import Session as Session
-from ._version import PROTOCOL_VERSION as PROTOCOL_VERSION
+from ._transport import Transport as Transport
 from ._version import __version__ as __version__
 
+if _typing.TYPE_CHECKING:
+    # What static tools see; at run time these come from __getattr__ below.
+    from ._context import ExecuteContext as ExecuteContext
+    from ._context import MimeBundle as MimeBundle
+    from ._native import NativeOutput as NativeOutput
+    from ._native import NativeRunner as NativeRunner
+    from ._runtime import open_kernel as open_kernel
+    from ._runtime import run_kernel as run_kernel
+    from ._server import KernelServer as KernelServer
+
+#: The public names that need Trio (or pyzmq), and the private module defining each.
+_LAZY: dict[str, str] = {
+    "ExecuteContext": "._context",
+    "MimeBundle": "._context",
+    "NativeOutput": "._native",
+    "NativeRunner": "._native",
+    "KernelServer": "._server",
+    "open_kernel": "._runtime",
+    "run_kernel": "._runtime",
+}
+
+if not _typing.TYPE_CHECKING:  # a module __getattr__ would make every misspelt name Any to mypy
+
+    def __getattr__(name: str) -> _typing.Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from importlib import import_module
+
+        value = getattr(import_module(module, __name__), name)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY.keys())
+
+
 __all__ = [
-    "DELIMITER",
-    "JSON",
-    "MSGPACK",
-    "PROTOCOL_VERSION",
     "BaseKernel",
-    "Channel",
     "Comm",
     "CommManager",
     "Completions",
     "ConfigError",
     "ConnectionInfo",
     "ExecuteContext",
-    "ExecutePlan",
     "ExecutionError",
-    "Header",
     "InMemoryHistory",
     "InputInterrupted",
-    "InputReply",
-    "InvalidMessage",
     "IsComplete",
     "KernelNotFoundError",
-    "KernelProtocol",
     "KernelSDKError",
     "KernelServer",
     "KernelSpec",
     "LocalProtocolError",
-    "Message",
+    "MimeBundle",
     "NativeOutput",
     "NativeRunner",
-    "Outgoing",
-    "Packer",
     "ProtocolError",
-    "Registration",
     "RemoteProtocolError",
-    "Request",
-    "Session",
     "StdinNotAllowedError",
-    "Subscription",
+    "Transport",
     "TransportError",
     "__version__",
-    "get_packer",
     "open_kernel",
     "run_kernel",
 ]

@@ -17,8 +17,8 @@
                                   execution was interrupted, ended, or the kernel shuts down
 
 Remote garbage never escapes as an exception: the protocol core turns a
-:class:`RemoteProtocolError` into an :class:`~kernelsdk.InvalidMessage` event at the receive
-boundary, which the runtime logs and drops.
+:class:`RemoteProtocolError` into an :class:`~kernelsdk.protocol.InvalidMessage` event at the
+receive boundary, which the runtime logs and drops.
 """
 
 from __future__ import annotations

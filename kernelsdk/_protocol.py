@@ -5,8 +5,8 @@ Theory of operation
 :class:`KernelProtocol` is fed the frames a driver read from a socket
 (:meth:`~KernelProtocol.receive`) and returns one event. It builds every message the kernel
 sends (:meth:`~KernelProtocol.reply`, :meth:`~KernelProtocol.publish`, ...) as
-:class:`~kernelsdk.Outgoing` frames for the driver to write. It owns the rules a kernel author
-must never have to re-learn; the tables and methods below are the one place they live:
+:class:`~kernelsdk.protocol.Outgoing` frames for the driver to write. It owns the rules a kernel
+author must never have to re-learn; the tables and methods below are the one place they live:
 
 * which request types each channel accepts, and which reply answers each request;
 * the request lifecycle: :meth:`~KernelProtocol.begin` (busy), at most one reply,
@@ -43,7 +43,7 @@ from __future__ import annotations
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, final
 
 import attrs
 
@@ -124,6 +124,7 @@ def interrupt_error() -> dict[str, Any]:
     }
 
 
+@final
 @attrs.frozen
 class ExecutePlan:
     """What the protocol rules say about one ``execute_request``."""

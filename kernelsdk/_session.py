@@ -1,4 +1,5 @@
-"""The wire layer: frames <-> :class:`~kernelsdk.Message`, with HMAC signing and replay checks.
+"""The wire layer: frames <-> :class:`~kernelsdk.protocol.Message`, with HMAC signing and replay
+checks.
 
 Theory of operation
 -------------------
@@ -38,7 +39,8 @@ class Session:
         key: the connection file's ``key`` as bytes (its UTF-8 encoding; not hex-decoded).
             Empty means unsigned.
         signature_scheme: ``"hmac-<name>"`` for any algorithm :mod:`hashlib` provides.
-        packer: how dicts become bytes (:data:`kernelsdk.JSON` or :data:`kernelsdk.MSGPACK`).
+        packer: how dicts become bytes (:data:`kernelsdk.protocol.JSON` or
+            :data:`kernelsdk.protocol.MSGPACK`).
         replay_history: how many signatures to remember; 0 disables replay rejection.
 
     Raises:
@@ -111,7 +113,7 @@ class Session:
         buffers: Sequence[bytes] = (),
     ) -> list[bytes]:
         """Frames for a message given as a header dict (what :meth:`serialize` does without
-        building a :class:`~kernelsdk.Message` first: the kernel's hot path)."""
+        building a :class:`~kernelsdk.protocol.Message` first: the kernel's hot path)."""
         pack = self.packer.pack
         parts = [
             pack(header),

@@ -8,8 +8,9 @@ Example::
             assert result.reply.content["status"] == "ok"
             assert result.stdout == "hello\\n"
 
-The client speaks real signed frames through the same :class:`~kernelsdk.KernelProtocol` and
-server as the ZeroMQ runtime; only the sockets are replaced.
+The client speaks real signed frames through the same
+:class:`~kernelsdk.protocol.KernelProtocol` and server as the ZeroMQ runtime; only the sockets
+are replaced.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ class RequestResult:
 class TestClient:
     """A minimal client: builds signed requests, and collects replies and IOPub per request.
 
-    Messages are built and checked by a :class:`~kernelsdk._client_protocol.ClientProtocol`
+    Messages are built and checked by a :class:`~kernelsdk.protocol.ClientProtocol`
     (:attr:`protocol`); what the kernel sends and a client must not accept (a bad signature,
     a reply of the wrong type, anything but a reply on shell) raises
     :class:`~kernelsdk.RemoteProtocolError` from :meth:`receive`.

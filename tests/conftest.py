@@ -31,7 +31,7 @@ import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
-from kernelsdk import PROTOCOL_VERSION
+from kernelsdk.protocol import PROTOCOL_VERSION
 
 TESTS_DIR = Path(__file__).resolve().parent
 STARTUP_TIMEOUT = 60

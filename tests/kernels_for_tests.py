@@ -68,10 +68,10 @@ from kernelsdk import (
     ExecuteContext,
     ExecutionError,
     IsComplete,
-    Message,
     NativeOutput,
     NativeRunner,
 )
+from kernelsdk.protocol import Message
 
 _BUFFER = bytes(1 << 20)  # hashing >= 2 KiB releases the GIL
 

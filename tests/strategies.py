@@ -12,7 +12,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from kernelsdk import DELIMITER, PROTOCOL_VERSION, Header
+from kernelsdk.protocol import DELIMITER, PROTOCOL_VERSION, Header
 
 #: Unicode text without surrogate code points (they cannot be encoded as UTF-8).
 text = st.text(alphabet=st.characters(codec="utf-8"), max_size=30)
@@ -75,7 +75,7 @@ def header_dicts(draw: st.DrawFn, msg_type: str | None = None) -> dict[str, Any]
 
 
 def headers(msg_type: str | None = None) -> st.SearchStrategy[Header]:
-    """:class:`kernelsdk.Header` objects."""
+    """:class:`kernelsdk.protocol.Header` objects."""
     return header_dicts(msg_type).map(Header.from_dict)
 
 

@@ -18,21 +18,7 @@ from hypothesis import strategies as st
 from strategies import content_dicts
 
 import kernelsdk._client_protocol as client_protocol_module
-from kernelsdk import (
-    JSON,
-    MSGPACK,
-    PROTOCOL_VERSION,
-    Channel,
-    InputReply,
-    InvalidMessage,
-    KernelProtocol,
-    LocalProtocolError,
-    Outgoing,
-    Packer,
-    Request,
-    Session,
-    Subscription,
-)
+from kernelsdk import LocalProtocolError
 from kernelsdk._client_protocol import (
     CLIENT_REQUESTS,
     ClientEvent,
@@ -44,6 +30,20 @@ from kernelsdk._client_protocol import (
 )
 from kernelsdk._events import Event
 from kernelsdk._protocol import UNSUPPORTED
+from kernelsdk.protocol import (
+    JSON,
+    MSGPACK,
+    PROTOCOL_VERSION,
+    Channel,
+    InputReply,
+    InvalidMessage,
+    KernelProtocol,
+    Outgoing,
+    Packer,
+    Request,
+    Session,
+    Subscription,
+)
 
 KEY = b"client-protocol-key"
 CLOCK = "2026-12-01T10:00:00.000001Z"

@@ -13,7 +13,7 @@ import pytest
 from jupyter_client.connect import write_connection_file
 from jupyter_client.kernelspec import KernelSpec as JupyterKernelSpec
 
-import kernelsdk
+import kernelsdk.protocol
 from kernelsdk import BaseKernel, ConfigError, ConnectionInfo, KernelSpec
 
 FULL: dict[str, Any] = {
@@ -255,12 +255,12 @@ def test_written_file_is_readable_by_jupyter_client(tmp_path: Path) -> None:
 
 
 def test_protocol_version_is_5_5_everywhere() -> None:
-    assert kernelsdk.PROTOCOL_VERSION == "5.5"
+    assert kernelsdk.protocol.PROTOCOL_VERSION == "5.5"
     spec = KernelSpec(
         argv=["python", "-m", "k", "-f", "{connection_file}"], display_name="K", language="k"
     )
     d = spec.to_dict()
-    assert d["kernel_protocol_version"] == kernelsdk.PROTOCOL_VERSION == "5.5"
+    assert d["kernel_protocol_version"] == kernelsdk.protocol.PROTOCOL_VERSION == "5.5"
     assert BaseKernel().kernel_info()["protocol_version"] == "5.5"
 
 

@@ -17,7 +17,7 @@ from jupyter_client.manager import KernelManager
 from jupyter_client.session import Session
 from jupyter_kernel_test.msgspec_v5 import validate_message
 
-from kernelsdk import PROTOCOL_VERSION
+from kernelsdk.protocol import PROTOCOL_VERSION
 
 SEED = "hello help"  # executed in setUpClass: these words become completable and inspectable
 

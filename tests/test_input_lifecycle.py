@@ -26,15 +26,8 @@ from conftest import (
 from test_integration import TIMEOUT, collect, control_reply, shell_reply, stdout_of
 
 import kernelsdk
-from kernelsdk import (
-    PROTOCOL_VERSION,
-    BaseKernel,
-    Channel,
-    ExecuteContext,
-    Message,
-    NativeOutput,
-    NativeRunner,
-)
+from kernelsdk import BaseKernel, ExecuteContext, NativeOutput, NativeRunner
+from kernelsdk.protocol import PROTOCOL_VERSION, Channel, Message
 from kernelsdk.testing import TestClient, open_test_kernel
 
 GUARD = 30  # seconds: only reached on a hang

@@ -33,7 +33,7 @@ from jupyter_client.manager import KernelManager, _ShutdownStatus
 from jupyter_client.session import Session
 from jupyter_kernel_test.msgspec_v5 import validate_message
 
-from kernelsdk import PROTOCOL_VERSION
+from kernelsdk.protocol import PROTOCOL_VERSION
 
 TIMEOUT = 30  # only reached when something hangs
 

@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from kernelsdk import BaseKernel, Channel, ExecuteContext, Message, NativeOutput, NativeRunner
+from kernelsdk import BaseKernel, ExecuteContext, NativeOutput, NativeRunner
+from kernelsdk.protocol import Channel, Message
 from kernelsdk.testing import TestClient, open_test_kernel
 
 GUARD = 30

@@ -17,7 +17,7 @@ import pytest
 from conftest import JupyterEnv
 from jupyter_kernel_test.msgspec_v5 import validate_message
 
-from kernelsdk import PROTOCOL_VERSION
+from kernelsdk.protocol import PROTOCOL_VERSION
 
 
 @pytest.fixture(scope="session")

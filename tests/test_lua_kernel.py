@@ -23,7 +23,7 @@ from kernelsdk_lua import (
     load_library,
 )
 
-from kernelsdk import Channel, Message
+from kernelsdk.protocol import Channel, Message
 from kernelsdk.testing import RequestResult, TestClient, open_test_kernel
 
 GUARD = 30  # seconds: only reached on a hang

@@ -13,7 +13,8 @@ import pytest
 import strategies as sst
 from hypothesis import given, settings
 
-from kernelsdk import JSON, MSGPACK, ConfigError, Packer, get_packer
+from kernelsdk import ConfigError
+from kernelsdk.protocol import JSON, MSGPACK, Packer, get_packer
 
 
 def test_get_packer() -> None:

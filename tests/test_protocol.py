@@ -8,7 +8,10 @@ from typing import Any
 import attrs
 import pytest
 
-from kernelsdk import (
+from kernelsdk import RemoteProtocolError
+from kernelsdk._client_protocol import ClientProtocol
+from kernelsdk._protocol import CONTROL_REQUESTS, SHELL_REQUESTS
+from kernelsdk.protocol import (
     DELIMITER,
     PROTOCOL_VERSION,
     Channel,
@@ -19,13 +22,10 @@ from kernelsdk import (
     KernelProtocol,
     Message,
     Outgoing,
-    RemoteProtocolError,
     Request,
     Session,
     Subscription,
 )
-from kernelsdk._client_protocol import ClientProtocol
-from kernelsdk._protocol import CONTROL_REQUESTS, SHELL_REQUESTS
 
 KEY = b"protocol-test-key"
 CLOCK_VALUE = "2024-03-04T05:06:07.000008Z"

@@ -19,7 +19,8 @@ import zmq
 from conftest import JupyterEnv
 from jupyter_client.blocking.client import BlockingKernelClient
 
-from kernelsdk import DELIMITER, ConnectionInfo, Registration, RemoteProtocolError, Session
+from kernelsdk import ConnectionInfo, RemoteProtocolError
+from kernelsdk.protocol import DELIMITER, Registration, Session
 
 KEY = b"a-key"
 PORTS = {"shell_port": 5001, "iopub_port": 5002, "stdin_port": 5003, "control_port": 5004}

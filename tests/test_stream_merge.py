@@ -7,9 +7,9 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kernelsdk import Header, Message
 from kernelsdk._events import Output
 from kernelsdk._stream_merge import MAX_STREAM_TEXT, merge_streams
+from kernelsdk.protocol import Header, Message
 
 PARENTS = [None, *(Message(Header(f"req-{i}", "execute_request", "s")) for i in range(2))]
 

@@ -1,5 +1,5 @@
-"""The wire layer (kernelsdk.Session): frames <-> messages, HMAC signing, replay checks, and
-interoperability with jupyter_client's Session."""
+"""The wire layer (kernelsdk.protocol.Session): frames <-> messages, HMAC signing, replay checks,
+and interoperability with jupyter_client's Session."""
 
 from __future__ import annotations
 
@@ -20,20 +20,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jupyter_client.session import Session as JupyterSession
 
-from kernelsdk import (
+from kernelsdk import ConfigError, RemoteProtocolError
+from kernelsdk.protocol import (
     DELIMITER,
     JSON,
     MSGPACK,
     PROTOCOL_VERSION,
     Channel,
-    ConfigError,
     Header,
     InputReply,
     InvalidMessage,
     KernelProtocol,
     Message,
     Packer,
-    RemoteProtocolError,
     Request,
     Session,
     Subscription,

@@ -30,8 +30,9 @@ import zmq
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import KernelManager
 
-from kernelsdk import DELIMITER, Channel, Header, RemoteProtocolError, Session
+from kernelsdk import RemoteProtocolError
 from kernelsdk._client_protocol import ClientProtocol
+from kernelsdk.protocol import DELIMITER, Channel, Header, Session
 
 DELIM = DELIMITER
 CHANNELS = ("shell", "control", "stdin")

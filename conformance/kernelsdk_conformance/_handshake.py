@@ -23,7 +23,7 @@ import zmq
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 
-from kernelsdk import Registration, Session
+from kernelsdk.protocol import Registration, Session
 
 from ._client import Budget, KernelClient
 

@@ -21,15 +21,8 @@ import pytest
 import trio
 import trio.testing
 
-from kernelsdk import (
-    PROTOCOL_VERSION,
-    BaseKernel,
-    Channel,
-    Comm,
-    ExecuteContext,
-    ExecutionError,
-    Message,
-)
+from kernelsdk import BaseKernel, Comm, ExecuteContext, ExecutionError
+from kernelsdk.protocol import PROTOCOL_VERSION, Channel, Message
 from kernelsdk.testing import RequestResult, TestClient
 
 GUARD = 60  # virtual seconds: only reached on a deadlock

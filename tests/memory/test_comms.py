@@ -7,7 +7,8 @@ import attrs
 import trio
 import trio.testing
 
-from kernelsdk import Channel, Comm, Message
+from kernelsdk import Comm
+from kernelsdk.protocol import Channel, Message
 from kernelsdk.testing import open_test_kernel
 
 from .conftest import GUARD, Scripted, check_bracketed, iopub_until, is_

@@ -6,7 +6,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from kernelsdk import Channel
+from kernelsdk.protocol import Channel
 from kernelsdk.testing import open_test_kernel
 
 from .conftest import Scripted, iopub_until, is_

@@ -10,7 +10,7 @@ import trio
 import trio.testing
 from kernelsdk_echo import EchoKernel
 
-from kernelsdk import DELIMITER, PROTOCOL_VERSION, Channel, Header, Session
+from kernelsdk.protocol import DELIMITER, PROTOCOL_VERSION, Channel, Header, Session
 from kernelsdk.testing import open_test_kernel
 
 from .conftest import GUARD, Scripted, check_bracketed, check_reply, iopub_until, is_

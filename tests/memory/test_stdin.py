@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernelsdk import Channel
+from kernelsdk.protocol import Channel
 from kernelsdk.testing import open_test_kernel
 
 from .conftest import Scripted

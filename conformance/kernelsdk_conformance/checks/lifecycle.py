@@ -23,7 +23,8 @@ import time
 import uuid
 from typing import Any
 
-from kernelsdk import RemoteProtocolError, Session
+from kernelsdk import RemoteProtocolError
+from kernelsdk.protocol import Session
 
 from .._client import KernelClient, Msg, NoReply, is_status, stream_text
 from .._handshake import RegisteringKernel

@@ -17,7 +17,7 @@ from typing import Any
 
 import zmq
 
-from kernelsdk import Session
+from kernelsdk.protocol import Session
 
 from .._client import DELIM, KernelClient, Msg, NoReply
 from .._registry import Context, Fail, Skip, check

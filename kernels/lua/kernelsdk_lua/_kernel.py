@@ -23,12 +23,12 @@ from kernelsdk import (
     ExecuteContext,
     ExecutionError,
     IsComplete,
-    Message,
     NativeOutput,
     NativeRunner,
     StdinNotAllowedError,
 )
 from kernelsdk import mpi as kernelsdk_mpi
+from kernelsdk.protocol import Message
 
 from ._memory import MEMORY_LIMIT_VARIABLE as MEMORY_LIMIT_VARIABLE
 from ._memory import memory_limit
