@@ -2,8 +2,9 @@
 
 Blocking pyzmq sockets, no threads, no traitlets: a BlockingKernelClient adds about 1 ms per
 round trip, which would hide the differences this harness is about. Every message received is
-verified (HMAC signature and replay check) by :class:`kernelsdk.Session`; messages are built
-directly as frames and signed by the same session.
+verified (HMAC signature and replay check) by :class:`kernelsdk.protocol.Session`; requests
+are built and signed by the core's client role (:class:`~kernelsdk.protocol.ClientProtocol`),
+untracked: this client matches replies itself.
 """
 
 from __future__ import annotations
@@ -22,9 +23,21 @@ from typing import Any
 
 import zmq
 
-from kernelsdk import DELIMITER, ConnectionInfo, Header, Message, RemoteProtocolError, Session
+from kernelsdk import ConnectionInfo, RemoteProtocolError
+from kernelsdk.protocol import DELIMITER, Channel, ClientProtocol, Header, Message, Session
 
-PROTOCOL_VERSION = "5.3"
+#: Channel names as this harness spells them (a dict lookup is cheaper than ``Channel(name)``).
+CHANNELS = {channel.value: channel for channel in Channel}
+#: Every request's date: reading the clock for each would be this client's overhead, not the
+#: kernel's.
+FIXED_DATE = "2026-01-01T00:00:00.000000Z"
+
+
+def request_builder(session: Session, session_id: str) -> ClientProtocol:
+    """The client role that builds this harness's requests."""
+    return ClientProtocol(
+        session, session_id=session_id, clock=lambda: FIXED_DATE, username="bench"
+    )
 
 
 class KernelDied(RuntimeError):
@@ -100,10 +113,8 @@ class RawClient:
         self.info = info
         self.context = context or zmq.Context.instance()
         self.session = Session(info.key.encode(), info.signature_scheme)
-        self.session_id = uuid.uuid4().hex
+        self.protocol = request_builder(self.session, uuid.uuid4().hex)
         self.stats = Stats()
-        self._pack = self.session.packer.pack
-        self._counter = 0
         self.shell = self._socket(zmq.DEALER, "shell_port")
         self.control = self._socket(zmq.DEALER, "control_port")
         self.iopub = self._socket(zmq.SUB, "iopub_port")
@@ -137,24 +148,15 @@ class RawClient:
 
     # -- sending ---------------------------------------------------------------------------
 
-    def frames(self, msg_type: str, content: dict[str, Any]) -> tuple[str, list[bytes]]:
+    def frames(
+        self, msg_type: str, content: dict[str, Any], channel: str = "shell"
+    ) -> tuple[str, Sequence[bytes]]:
         """A signed request (msg_id, frames)."""
-        self._counter += 1
-        msg_id = f"{self.session_id}_{self._counter}"
-        header = {
-            "msg_id": msg_id,
-            "msg_type": msg_type,
-            "session": self.session_id,
-            "username": "bench",
-            "date": "2026-01-01T00:00:00.000000Z",
-            "version": PROTOCOL_VERSION,
-        }
-        pack = self._pack
-        parts = [pack(header), b"{}", b"{}", pack(content)]
-        return msg_id, [DELIMITER, self.session.sign(parts), *parts]
+        out = self.protocol.request(CHANNELS[channel], msg_type, content, track=False)
+        return out.msg_id, out.frames
 
     def send(self, channel: str, msg_type: str, content: dict[str, Any]) -> str:
-        msg_id, frames = self.frames(msg_type, content)
+        msg_id, frames = self.frames(msg_type, content, channel)
         self._sockets[channel].send_multipart(frames)
         return msg_id
 

@@ -29,11 +29,20 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-from client import KernelDied, KernelProcess, RawClient, cpu_seconds, free_ports, rss_kib
+from client import (
+    KernelDied,
+    KernelProcess,
+    RawClient,
+    cpu_seconds,
+    free_ports,
+    request_builder,
+    rss_kib,
+)
 from kernel_defs import ANCHORS, BENCH_DIR, DEFAULT_KERNELS, DEFS, find_spec
 from report import check_targets, markdown, ratios, summary_ms
 
-from kernelsdk import ConnectionInfo, Session
+from kernelsdk import ConnectionInfo
+from kernelsdk.protocol import Channel, Session
 
 TIMEOUT = 120.0
 #: A pipelined reply that does not come within this long is counted as lost.
@@ -112,9 +121,7 @@ def measure_floor(p: Params, ctx: zmq.Context[Any]) -> dict[str, Any]:
         sock.connect(info.endpoint("shell_port"))
         client = RawClient.__new__(RawClient)  # only frames() is used: no kernel sockets
         client.session = Session(info.key.encode(), info.signature_scheme)
-        client.session_id = "floor"
-        client._pack = client.session.packer.pack
-        client._counter = 0
+        client.protocol = request_builder(client.session, "floor")
         content = {"code": "x", "silent": False, "store_history": True, "user_expressions": {}}
         _, fixed = client.frames("execute_request", content)
         for _ in range(100):  # warm-up
@@ -142,7 +149,13 @@ def measure_floor(p: Params, ctx: zmq.Context[Any]) -> dict[str, Any]:
         pipelined_s = time.perf_counter() - t0
         # The client's own ceiling for IOPub: verify and decode 64 KiB stream messages.
         stream = {"name": "stdout", "text": "x" * OUTPUT_CHUNK}
-        msgs = [client.frames("stream", stream)[1] for _ in range(200)]
+        # What a kernel would publish, which no client sends: built unchecked.
+        msgs = [
+            client.protocol.unchecked_message(
+                Channel.IOPUB, client.protocol.header("stream"), stream
+            ).frames
+            for _ in range(200)
+        ]
         t0 = time.perf_counter()
         for frames in msgs:
             client.session.deserialize(frames)
