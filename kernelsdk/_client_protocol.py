@@ -2,23 +2,25 @@
 
 Theory of operation
 -------------------
-:class:`ClientProtocol` is the mirror image of :class:`~kernelsdk.KernelProtocol`, as h11's
-``Connection(our_role=CLIENT)`` mirrors its server role. It builds every message a client
-sends (:meth:`~ClientProtocol.request`, :meth:`~ClientProtocol.input_reply`,
-:meth:`~ClientProtocol.subscribe`) as :class:`~kernelsdk.Outgoing` frames for the driver to
-write, and turns the frames a driver read from a socket into one event
+:class:`ClientProtocol` is the mirror image of :class:`~kernelsdk.protocol.KernelProtocol`,
+as h11's ``Connection(our_role=CLIENT)`` mirrors its server role. It builds every message a
+client sends (:meth:`~ClientProtocol.request`, :meth:`~ClientProtocol.input_reply`,
+:meth:`~ClientProtocol.subscribe`) as :class:`~kernelsdk.protocol.Outgoing` frames for the
+driver to write, and turns the frames a driver read from a socket into one event
 (:meth:`~ClientProtocol.receive`), which never raises:
 
-==================================  =====================================================
-event                               when
-==================================  =====================================================
-:class:`Reply`                      a verified ``*_reply`` on shell or control
-:class:`Published`                  a verified IOPub message (status, outputs, welcome...)
-:class:`InputRequest`               a verified ``input_request`` on stdin
-:class:`~kernelsdk.InvalidMessage`  anything else: bad framing, signature, replay, packing,
-                                    types; a reply of the wrong type for its request; a
-                                    message the kernel must not send on that channel
-==================================  =====================================================
+===========================================  =============================================
+event                                        when
+===========================================  =============================================
+:class:`Reply`                               a verified ``*_reply`` on shell or control
+:class:`Published`                           a verified IOPub message (status, outputs,
+                                             welcome...)
+:class:`InputRequest`                        a verified ``input_request`` on stdin
+:class:`~kernelsdk.protocol.InvalidMessage`  anything else: bad framing, signature, replay,
+                                             packing, types; a reply of the wrong type for
+                                             its request; a message the kernel must not
+                                             send on that channel
+===========================================  =============================================
 
 Every event names the request it belongs to (its parent), if that request is one this
 client sent and is still waiting on: the tracker remembers each request until both its reply
@@ -343,7 +345,7 @@ class ClientProtocol:
         """Turn the frames of one multipart message from the kernel into one event.
 
         Never raises: whatever the kernel sent that a client must not act on is an
-        :class:`~kernelsdk.InvalidMessage`, and the tracker is left unchanged by it.
+        :class:`~kernelsdk.protocol.InvalidMessage`, and the tracker is left unchanged by it.
         """
         try:
             msg = self.session.deserialize(frames)
