@@ -9,12 +9,12 @@ import attrs
 import pytest
 
 from kernelsdk import RemoteProtocolError
-from kernelsdk._client_protocol import ClientProtocol
 from kernelsdk._protocol import CONTROL_REQUESTS, SHELL_REQUESTS
 from kernelsdk.protocol import (
     DELIMITER,
     PROTOCOL_VERSION,
     Channel,
+    ClientProtocol,
     ExecutePlan,
     Header,
     InputReply,

@@ -26,9 +26,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jupyter_client.manager import KernelManager
 
-from kernelsdk._client_protocol import ClientProtocol
 from kernelsdk._clock import UtcClock
-from kernelsdk.protocol import DELIMITER, Channel, InvalidMessage, Message, Outgoing, Session
+from kernelsdk.protocol import (
+    DELIMITER,
+    Channel,
+    ClientProtocol,
+    InvalidMessage,
+    Message,
+    Outgoing,
+    Session,
+)
 
 REPLY_WAIT = 10.0  # generous: only a hung kernel reaches it
 

@@ -31,8 +31,7 @@ from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import KernelManager
 
 from kernelsdk import RemoteProtocolError
-from kernelsdk._client_protocol import ClientProtocol
-from kernelsdk.protocol import DELIMITER, Channel, Header, Session
+from kernelsdk.protocol import DELIMITER, Channel, ClientProtocol, Header, Session
 
 DELIM = DELIMITER
 CHANNELS = ("shell", "control", "stdin")
