@@ -43,7 +43,23 @@ def launch_kernel(name: str) -> None:
     from jupyter_client.manager import KernelManager
 
     km = KernelManager(kernel_name=name)
-    km.start_kernel()
+    # Announced only once it answers, checked through the manager (is the process alive?):
+    # a client without one judges by the heartbeat, which an MPI job still starting on a
+    # loaded machine may not answer yet ("Kernel died before replying to kernel_info").
+    # Started once more if it died at startup: jupyter_client's released-port race.
+    for attempt in (1, 2):
+        km.start_kernel()
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=120)
+            break
+        except RuntimeError:
+            if attempt == 2 or km.is_alive():
+                raise
+            km.cleanup_resources()
+        finally:
+            kc.stop_channels()
     pid = km.provisioner.process.pid  # type: ignore[union-attr]
     _announce(pid, connection_file=km.connection_file)
     _sleep_until_killed()

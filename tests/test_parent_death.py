@@ -67,6 +67,8 @@ class Frontend:
         """Die as a crashed frontend does: no shutdown request, no signal to the kernel."""
         self.process.kill()  # nothing if it is already dead
         self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 def _alive(pid: int) -> bool:
