@@ -20,7 +20,9 @@ from conftest import TESTS_DIR, JupyterEnv, start_kernel_pair, stop_kernel_pair
 from jupyter_client.blocking.client import BlockingKernelClient
 
 from kernelsdk import ConnectionInfo, ExecutionError
-from kernelsdk.mpi import OutputMode, _Execution, _Labeller
+from kernelsdk.mpi import OutputMode
+from kernelsdk.mpi._root import ExecutionRelay, RankLabeller
+from kernelsdk.mpi._wire import OutputReport
 
 TIMEOUT = 60  # only reached when something hangs
 
@@ -548,7 +550,7 @@ def test_lua_mpi_without_mpi_is_one_rank() -> None:
 
 
 def test_labeller_prefixes_lines_across_chunks() -> None:
-    lab = _Labeller()
+    lab = RankLabeller()
     assert lab.label(1, "stdout", "a\nb") == "[rank 1] a\n[rank 1] b"
     assert lab.label(1, "stdout", "c\n") == "c\n"  # continues the unfinished line
     assert lab.label(1, "stderr", "e\n") == "[rank 1] e\n"  # streams are separate
@@ -565,10 +567,10 @@ class _Ctx:
 
 def test_other_ranks_results_become_labelled_displays() -> None:
     ctx = _Ctx()
-    run = _Execution(ctx, 2, OutputMode.ALL)  # type: ignore[arg-type]
+    run = ExecutionRelay(ctx, 2, OutputMode.ALL)  # type: ignore[arg-type]
     bundle = {"data": {"text/plain": "1"}, "metadata": {}, "execution_count": 3}
-    run.publish(1, "execute_result", bundle, None, [])
-    run.publish(0, "display_data", {"data": {}, "metadata": {}}, {"a": 1}, [])
+    run.publish_report(OutputReport(1, 1, "execute_result", bundle, None, ()))
+    run.publish_local("display_data", {"data": {}, "metadata": {}}, {"a": 1}, [])
     assert ctx.sent[0][0] == "display_data"
     assert "execution_count" not in ctx.sent[0][1]
     assert ctx.sent[0][2] == {"kernelsdk": {"rank": 1}}
@@ -576,12 +578,12 @@ def test_other_ranks_results_become_labelled_displays() -> None:
 
 
 def test_error_of_rank0_alone_on_one_rank_is_unchanged() -> None:
-    run = _Execution(_Ctx(), 1, OutputMode.ALL)  # type: ignore[arg-type]
+    run = ExecutionRelay(_Ctx(), 1, OutputMode.ALL)  # type: ignore[arg-type]
     run.errors[0] = {"ename": "E", "evalue": "v", "traceback": ["tb"]}
     error = run.error()
     assert isinstance(error, ExecutionError)
     assert (error.ename, error.evalue, list(error.traceback)) == ("E", "v", ["tb"])
-    assert _Execution(_Ctx(), 2, OutputMode.ALL).error() is None  # type: ignore[arg-type]
+    assert ExecutionRelay(_Ctx(), 2, OutputMode.ALL).error() is None  # type: ignore[arg-type]
 
 
 def test_mpi_module_api_and_lazy_import() -> None:
@@ -599,3 +601,28 @@ def test_mpi_module_api_and_lazy_import() -> None:
     assert kernelsdk.mpi.world() is None  # not running with --mpi
     for name in kernelsdk.mpi.__all__:
         assert getattr(kernelsdk.mpi, name) is not None
+
+
+def test_wire_messages_survive_pickling_and_are_frozen() -> None:
+    """Commands and reports travel pickled by mpi4py: each comes back equal, and none can be
+    changed on the way."""
+    import pickle
+
+    import attrs
+
+    from kernelsdk.mpi import _wire
+
+    messages = [
+        _wire.ExecuteCommand(1, "print(1)", 3, False, True, True),
+        _wire.InputReplyCommand(1, "answer", None),
+        _wire.InterruptCommand(1),
+        _wire.ShutdownCommand(1, restart=True),
+        _wire.OutputReport(1, 2, "stream", {"name": "stdout", "text": "x"}, None, (b"\0",)),
+        _wire.InputRequestReport(1, 2, "name? ", False),
+        _wire.DoneReport(1, 2, {"ename": "E", "evalue": "v", "traceback": []}),
+        _wire.ByeReport(1, 2),
+    ]
+    for message in messages:
+        assert pickle.loads(pickle.dumps(message, pickle.HIGHEST_PROTOCOL)) == message
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            message.seq = 2  # type: ignore[misc]
