@@ -168,8 +168,10 @@ class ProbeKernel(BaseKernel):
             elif command == "block":
                 time.sleep(float(arg))
             elif command == "hold":
-                # Let the IOPub writer send busy and execute_input first.
-                await trio.testing.wait_all_tasks_blocked(0.01)
+                # Let the IOPub writer send busy and execute_input first. Bounded: under
+                # --mpi, the tasks polling the other ranks never stay blocked for 10 ms.
+                with trio.move_on_after(0.2):
+                    await trio.testing.wait_all_tasks_blocked(0.01)
                 _hold_gil(float(arg))
             elif command == "gil":
                 ctx.print(f"sum {sum(range(int(float(arg))))}")
