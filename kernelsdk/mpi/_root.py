@@ -27,7 +27,7 @@ import trio
 from .._context import ExecuteContext, MimeBundle
 from .._exceptions import ExecutionError
 from .._kernel import BaseKernel, Completions, IsComplete
-from .._server import _error_content
+from .._protocol import error_content
 from ._wire import (
     MAX_POLL_SLEEP,
     ByeReport,
@@ -266,7 +266,7 @@ class RootKernel(BaseKernel):
                 try:
                     result = await self.inner.do_execute(code, local)
                 except Exception as exc:
-                    run.errors[0] = _error_content(exc)
+                    run.errors[0] = error_content(exc)
         except trio.Cancelled:
             # Interrupted: do_interrupt has told the other ranks; wait (shielded, bounded)
             # until they have stopped, so the next cell starts on every rank together.

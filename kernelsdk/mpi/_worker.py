@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -18,7 +18,7 @@ from .._context import ExecuteContext
 from .._exceptions import ExecutionError
 from .._kernel import BaseKernel
 from .._message import Header, Message
-from .._server import _error_content
+from .._protocol import error_content, interrupt_error
 from ._wire import (
     ByeReport,
     Command,
@@ -36,12 +36,6 @@ from ._wire import (
 
 if TYPE_CHECKING:
     from mpi4py import MPI
-
-_INTERRUPTED: Final = {
-    "ename": "KeyboardInterrupt",
-    "evalue": "interrupted by the user",
-    "traceback": ["KeyboardInterrupt: interrupted by the user"],
-}
 
 
 async def serve_worker(kernel: BaseKernel, comm: MPI.Intracomm) -> None:
@@ -128,10 +122,10 @@ class Worker:
                 try:
                     await self.kernel.do_execute(command.code, ctx)
                 except Exception as exc:
-                    error = _error_content(exc)
+                    error = error_content(exc)
                 nursery.cancel_scope.cancel()
         if scope.cancelled_caught:
-            error = dict(_INTERRUPTED)
+            error = interrupt_error()
         self.report(DoneReport(seq=seq, rank=self.rank, error=error))
 
     async def _listen(
