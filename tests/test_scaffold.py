@@ -4,8 +4,8 @@ The fast tests check the command and the files in this venv. ``test_generated_pa
 is the slow one: in the fresh venv outside the checkout that the tutorial test also uses
 (tests/fresh_venv.py), it installs the conformance suite from the wheels scripts/build-wheels
 builds, generates a kernel package, installs it as its README says, and runs its own tests,
-``mypy --strict``, its Binder ``postBuild``, the conformance suite with its profile, and a cell
-in ``jupyter console``.
+``mypy --strict``, its Binder ``postBuild``, the conformance suite (which finds the package's
+profile through its entry point), and a cell in ``jupyter console``.
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ def test_new_writes_the_package(
     pyproject = (root / "pyproject.toml").read_text(encoding="utf-8")
     assert 'my-lang = "my_lang_kernel:MyLangKernel"' in pyproject
     assert 'name = "my-lang-kernel"' in pyproject
+    assert '[project.entry-points."kernelsdk_conformance.profiles"]' in pyproject
+    assert 'my-lang = "my_lang_kernel.profile:MyLangKernelProfile"' in pyproject
     kernel = (root / "my_lang_kernel" / "kernel.py").read_text(encoding="utf-8")
     assert "class MyLangKernel(BaseKernel):" in kernel
     assert 'display_name = "My Lang"' in kernel
@@ -159,9 +161,7 @@ def test_generated_package_works() -> None:
         "-m",
         "kernelsdk",
         "conformance",
-        "demo",
-        "--profile",
-        "demo_kernel.profile:DemoKernelProfile",
+        "demo",  # its profile found through the kernelsdk_conformance.profiles entry point
         "--format",
         "json",
         timeout=600,

@@ -175,6 +175,56 @@ class LuaProfile(Profile):
     )
 
 
+class IPyMiniProfile(Python3Profile):
+    """ipymini (kernmini's Python kernel; kernelspec ``py``, installed with the package)."""
+
+    kernel_name = "py"
+
+
+class AsyncKernelProfile(Python3Profile):
+    """async-kernel (kernelspec ``async``, installed with the package)."""
+
+    kernel_name = "async"
+
+
+class BashProfile(Profile):
+    """bash_kernel (kernelspec ``bash``). It runs bash behind a pty, so stderr arrives as
+    stdout (no ``code_stderr``), and it does not read stdin (no ``code_input``)."""
+
+    kernel_name = "bash"
+    language_name = "bash"
+    file_extension = ".sh"
+    code_hello_world = "echo 'hello, world'"
+    code_generate_error = "false"  # a non-zero exit status is the cell's error
+    code_sleep = "sleep {seconds}"
+    # A CPU loop in bash, ended by timeout(1) (whose status 124 is not the cell's error).
+    code_spin = "timeout {seconds} bash -c 'while :; do :; done' || true"
+    code_display_id = "echo {text} | displayHTML {display_id}"
+    code_update_display = "echo {text} | displayHTML {display_id}"
+    code_display_data = [{"code": "echo '<b>x</b>' | displayHTML", "mime": "text/html"}]
+    completion_samples = [{"text": "ech", "matches": ["echo"]}]
+
+
+class CalystoSchemeProfile(Profile):
+    """Calysto Scheme (metakernel; kernelspec ``calysto_scheme``). Python modules are
+    reachable from Scheme (``(import "time")``), and metakernel's magics display HTML."""
+
+    kernel_name = "calysto_scheme"
+    language_name = "scheme"  # its language_info has no file_extension: not checked
+    code_hello_world = '(display "hello, world")'
+    code_generate_error = '(error \'conformance "on purpose")'
+    code_sleep = '(import "time")\n(time.sleep {seconds})'
+    code_spin = (
+        "(define (conformance-spin t) (if (< (current-time) t) (conformance-spin t)))\n"
+        "(conformance-spin (+ (current-time) {seconds}))"
+    )
+    code_input = '(display (input "{prompt}"))'
+    code_display_data = [{"code": "%%html\n<b>x</b>", "mime": "text/html"}]
+    completion_samples = [{"text": "(disp", "matches": ["display"]}]
+    complete_code_samples = ["(+ 1 2)"]
+    incomplete_code_samples = ["(define (f x)"]
+
+
 PROFILES: dict[str, type[Profile]] = {
     "echo": EchoProfile,
     "python3": Python3Profile,
@@ -184,12 +234,41 @@ PROFILES: dict[str, type[Profile]] = {
     "lua53": LuaProfile,
     "lua52": LuaProfile,
     "lua55": LuaProfile,
+    # Kernels written elsewhere (docs/conformance.md, "Kernels written elsewhere").
+    "py": IPyMiniProfile,
+    "async": AsyncKernelProfile,
+    "bash": BashProfile,
+    "calysto_scheme": CalystoSchemeProfile,
 }
 
 
+#: the entry point group through which a kernel package declares its profile: the name is
+#: the kernelspec name, the value ``module:Class``
+ENTRY_POINT_GROUP = "kernelsdk_conformance.profiles"
+
+
+def discovered_profile(kernel_name: str) -> type[Profile] | None:
+    """The profile class an installed package declares for ``kernel_name`` in the entry point
+    group ``kernelsdk_conformance.profiles``, or None. A declared object that is not a
+    Profile subclass is an error (ValueError), not silently replaced by an empty profile."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=ENTRY_POINT_GROUP, name=kernel_name):
+        cls = entry.load()
+        if not (isinstance(cls, type) and issubclass(cls, Profile)):
+            raise ValueError(
+                f"entry point {kernel_name} = {entry.value!r} in {ENTRY_POINT_GROUP} "
+                "is not a kernelsdk_conformance.Profile subclass"
+            )
+        return cls
+    return None
+
+
 def profile_for(kernel_name: str) -> Profile:
-    """The shipped profile for ``kernel_name``; an empty one (most checks skip) otherwise."""
-    cls = PROFILES.get(kernel_name)
+    """The shipped profile for ``kernel_name``; else the one an installed package declares for
+    it (entry point group ``kernelsdk_conformance.profiles``); else an empty one (most checks
+    skip)."""
+    cls = PROFILES.get(kernel_name) or discovered_profile(kernel_name)
     if cls is not None:
         return cls()
     generic: type[Profile] = type(
@@ -199,14 +278,16 @@ def profile_for(kernel_name: str) -> Profile:
 
 
 def load_profile(spec: str) -> Profile:
-    """A profile from ``module:Class``, ``path/to/file.py:Class`` or a shipped kernel name."""
+    """A profile from ``module:Class``, ``path/to/file.py:Class``, or a kernel name with a
+    shipped or declared (entry point) profile."""
     import importlib
     import importlib.util
     from pathlib import Path
 
     if ":" not in spec:
-        if spec in PROFILES:
-            return PROFILES[spec]()
+        found = PROFILES.get(spec) or discovered_profile(spec)
+        if found is not None:
+            return found()
         raise ValueError(f"unknown profile {spec!r}: use module:Class or file.py:Class")
     where, _, name = spec.rpartition(":")
     if where.endswith(".py"):
