@@ -827,7 +827,7 @@ def test_c_module_for_another_lua_says_what_to_do() -> None:
 
 
 def test_parse_size() -> None:
-    from kernelsdk_lua._runtime import parse_size
+    from kernelsdk_lua._memory import parse_size
 
     assert parse_size("1024") == 1024
     assert parse_size("64M") == 64 << 20

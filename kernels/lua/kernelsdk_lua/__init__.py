@@ -4,8 +4,8 @@ Entry points (group ``kernelsdk.kernels``): ``lua54`` (default), ``lua51``, ``lu
 ``lua53``, ``lua55``.
 """
 
+from ._ffi import LuaNotFoundError, load_library
 from ._kernel import Lua51Kernel, Lua52Kernel, Lua53Kernel, Lua55Kernel, LuaKernel
-from ._runtime import LuaNotFoundError, load_library
 
 __all__ = [
     "Lua51Kernel",

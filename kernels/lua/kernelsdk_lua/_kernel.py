@@ -2,7 +2,7 @@
 
 Every use of the Lua state (cells, completion, inspection, comm handlers) goes through one
 :class:`~kernelsdk.NativeRunner`, which runs it in a worker thread, one at a time; interrupts
-reach Lua through :meth:`LuaState.interrupt` (a count hook, see ``_runtime``).
+reach Lua through :meth:`LuaState.interrupt` (a count hook, see ``_state``).
 """
 
 from __future__ import annotations
@@ -30,11 +30,13 @@ from kernelsdk import (
 from kernelsdk import mpi as kernelsdk_mpi
 from kernelsdk.protocol import Message
 
+from ._ffi import load_library
+from ._literals import lua_literal, lua_table_literal
 from ._memory import MEMORY_LIMIT_VARIABLE as MEMORY_LIMIT_VARIABLE
 from ._memory import memory_limit
 from ._mpi import Collectives
 from ._popen import Commands
-from ._runtime import LuaState, load_library, lua_literal, lua_table_literal
+from ._state import LuaState
 
 INPUT_EOF, INPUT_NOT_ALLOWED, INPUT_INTERRUPTED = -1, -2, -3
 _COMMAND_OPS = frozenset({"popen", "popen_fd", "popen_release", "pclose", "pforget"})

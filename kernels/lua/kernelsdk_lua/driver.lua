@@ -1,4 +1,4 @@
--- The Lua half of the kernel: loaded once per Lua state by kernelsdk_lua._runtime.
+-- The Lua half of the kernel: loaded once per Lua state by kernelsdk_lua._state (LuaState).
 --
 -- Why so much of the kernel is Lua: with cffi in ABI mode there is no C of our own, and any
 -- Lua API call that can raise (allocation, metamethods, luaL_error) must not run in a Python
@@ -26,10 +26,11 @@ local debug_sethook, debug_getlocal = debug.sethook, debug.getlocal
 -- ---------------------------------------------------------------------------------------
 -- JSON (results to Python, display.json)
 
-local json_escapes = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+-- The escapes JSON strings and Lua string literals spell alike (json_string, quote).
+local short_escapes = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
 local function json_string(s)
   return '"' .. s:gsub('[%c"\\]', function(c)
-    return json_escapes[c] or sformat("\\u%04x", c:byte())
+    return short_escapes[c] or sformat("\\u%04x", c:byte())
   end) .. '"'
 end
 
@@ -112,10 +113,9 @@ local function is_identifier(s)
   return type(s) == "string" and s:match("^[%a_][%w_]*$") ~= nil and not is_keyword[s]
 end
 
-local string_escapes = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
 local function quote(s)
   return '"' .. s:gsub('[%c"\\]', function(c)
-    return string_escapes[c] or sformat("\\%d", c:byte())
+    return short_escapes[c] or sformat("\\%d", c:byte())
   end) .. '"'
 end
 
@@ -370,7 +370,7 @@ if file_methods then
 end
 
 -- ---------------------------------------------------------------------------------------
--- The memory guard's Lua half (see MemoryGuard in _runtime.py): a sentinel object whose
+-- The memory guard's Lua half (see MemoryGuard in _memory_guard.py): a sentinel object whose
 -- finalizer runs once per garbage collection cycle and tells Python, which then checks the
 -- heap's size from a one-shot hook. Nothing runs per allocation or per instruction.
 
@@ -438,7 +438,7 @@ end
 -- ---------------------------------------------------------------------------------------
 -- C modules (LuaRocks, Debian's lua-lpeg, lua-filesystem ...): they leave the lua_* symbols
 -- undefined, to be found in the process. A searcher before the standard C one asks Python to
--- export this Lua's symbols first (see export_symbols in _runtime.py), then loads the module
+-- export this Lua's symbols first (see export_symbols in _ffi.py), then loads the module
 -- and, when that fails, says why and what to do.
 
 local searchers = package.searchers or package.loaders

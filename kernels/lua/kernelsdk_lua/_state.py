@@ -1,10 +1,8 @@
-"""A Lua state driven through the Lua C API with cffi in ABI mode (no compiler needed).
+"""One Lua state with the kernel's driver loaded, driven through the Lua C API (cffi, ABI mode).
 
-Where the runtime comes from: the ``lupa`` wheel ships each Lua version as an extension module
-(``lupa/lua54.cpython-*.so``) that also exports the whole Lua C API; we ``dlopen`` it and
-declare by hand the few functions we use. That export is an implementation detail of lupa,
-hence the pinned major version and the symbol check in :func:`load_library`. Debian's system
-library (``liblua5.4.so.0``) works the same way.
+:mod:`._ffi` finds and loads the library; :class:`LuaState` creates a state, loads
+``driver.lua`` into it, runs cells as interruptible coroutines, serves the driver's host
+callbacks and keeps the state under the memory guard's limit (:mod:`._memory_guard`).
 
 The one rule: **no Lua error may longjmp through a Python frame** (it would skip Python's
 stack unwinding and corrupt the interpreter). So:
@@ -27,29 +25,32 @@ raises an error instead; Lua unwinds that itself.
 
 from __future__ import annotations
 
-import ctypes
-import glob
-import importlib.util
 import json
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
-import cffi
+from ._ffi import (
+    LUA_ERRMEM,
+    LUA_GCCOUNT,
+    LUA_GCCOUNTB,
+    LUA_MASKCOUNT,
+    LUA_OK,
+    LUA_TSTRING,
+    LUA_TTHREAD,
+    LUA_YIELD,
+    LuaLibrary,
+    LuaNotFoundError,
+    export_symbols,
+    module_paths,
+)
+from ._literals import lua_literal
+from ._memory import MEMORY_LIMIT_VARIABLE
+from ._memory_guard import MemoryGuard
 
-from ._memory import MEMORY_LIMIT_VARIABLE, format_size
-from ._memory import parse_size as parse_size  # re-exported: it lived here before _memory
-
-LUA_OK, LUA_YIELD, LUA_ERRMEM = 0, 1, 4
-LUA_TSTRING, LUA_TTHREAD = 4, 8
-LUA_MASKCOUNT = 1 << 3
-LUA_GCCOUNT, LUA_GCCOUNTB = 3, 4
 #: How often the memory guard checks the heap while user code runs, besides after each GC
 #: cycle (see LuaState._watch_memory): a hook call every 10 ms costs nothing measurable.
 WATCH_INTERVAL = 0.01
@@ -58,418 +59,9 @@ WATCH_INTERVAL = 0.01
 CYCLE_GROWTH = 2.5
 ARM_KEY = 0x4B53444B  # registry slot of the driver's arm_interrupt (see driver.lua)
 
-_COMMON_CDEF = """
-typedef struct lua_State lua_State;
-typedef struct lua_Debug lua_Debug;
-typedef int (*lua_CFunction)(lua_State *L);
-typedef void (*lua_Hook)(lua_State *L, lua_Debug *ar);
-lua_State *luaL_newstate(void);
-void lua_close(lua_State *L);
-int lua_gettop(lua_State *L);
-void lua_settop(lua_State *L, int idx);
-void lua_pushvalue(lua_State *L, int idx);
-int lua_type(lua_State *L, int idx);
-const char *lua_tolstring(lua_State *L, int idx, size_t *len);
-lua_State *lua_tothread(lua_State *L, int idx);
-void lua_pushcclosure(lua_State *L, lua_CFunction fn, int n);
-void lua_pushinteger(lua_State *L, long long n);  /* lua_Integer: 64 bits on 64-bit builds */
-void lua_rawgeti(lua_State *L, int idx, long long n);  /* 5.3+ return the type: unused */
-void lua_sethook(lua_State *L, lua_Hook func, int mask, int count);  /* 5.1, 5.2: int */
-typedef void *(*lua_Alloc)(void *ud, void *ptr, size_t osize, size_t nsize);
-void lua_setallocf(lua_State *L, lua_Alloc f, void *ud);
-lua_Alloc lua_getallocf(lua_State *L, void **ud);
-lua_Hook lua_gethook(lua_State *L);
-int lua_gethookmask(lua_State *L);
-int lua_gethookcount(lua_State *L);
-"""
-
-# 5.2+: the continuation-aware calls. (5.2 declares ctx as int and k as a lua_CFunction; on the
-# 64-bit ABIs we run on, both travel in registers, so one declaration serves 5.2 to 5.5.)
-_MODERN_CDEF = """
-typedef intptr_t lua_KContext;
-typedef int (*lua_KFunction)(lua_State *L, int status, lua_KContext ctx);
-long long lua_tointegerx(lua_State *L, int idx, int *isnum);
-int luaL_loadbufferx(lua_State *L, const char *buff, size_t sz, const char *name,
-                     const char *mode);
-int lua_pcallk(lua_State *L, int nargs, int nresults, int errfunc, lua_KContext ctx,
-               lua_KFunction k);
-int lua_yieldk(lua_State *L, int nresults, lua_KContext ctx, lua_KFunction k);
-"""
-_MODERN_SYMBOLS = ["lua_tointegerx", "luaL_loadbufferx", "lua_pcallk", "lua_yieldk"]
-
-_LUA51_CDEF = """
-long long lua_tointeger(lua_State *L, int idx);
-int luaL_loadbuffer(lua_State *L, const char *buff, size_t sz, const char *name);
-int lua_pcall(lua_State *L, int nargs, int nresults, int errfunc);
-"""
-_LUA51_SYMBOLS = ["lua_tointeger", "luaL_loadbuffer", "lua_pcall"]
-
-_LIBC_CDEF = """
-void *realloc(void *ptr, size_t size);
-void free(void *ptr);
-"""
-_libc_ffi = cffi.FFI()
-_libc_ffi.cdef(_LIBC_CDEF)
-_libc: Any = None
-
-
-@dataclass(frozen=True)
-class Flavor:
-    """What differs between the Lua versions we support."""
-
-    name: str  # "5.4"
-    resume_cdef: str
-    openlibs_cdef: str
-    resume_has_nres: bool
-    openlibs_selected: bool  # 5.5: luaL_openlibs is a macro over luaL_openselectedlibs
-    registry_index: int = -1001000  # -LUAI_MAXSTACK - 1000
-    # 5.3+: lua_isyieldable tells whether a hook may yield; 5.1 and 5.2 lack it, so their
-    # interrupt hook always takes the error path.
-    has_isyieldable: bool = True
-    lua51_api: bool = False  # lua_pcall, luaL_loadbuffer, lua_tointeger, lua_resume(L, n)
-    globals_index: int | None = None  # 5.1: LUA_GLOBALSINDEX (else registry[2] is _G)
-    gc_variadic: bool = True  # 5.4+: lua_gc(L, what, ...); before: lua_gc(L, what, data)
-
-
-FLAVORS = {
-    "5.1": Flavor(
-        "5.1",
-        "int lua_resume(lua_State *L, int narg);",
-        "void luaL_openlibs(lua_State *L);",
-        resume_has_nres=False,
-        openlibs_selected=False,
-        registry_index=-10000,
-        has_isyieldable=False,
-        lua51_api=True,
-        globals_index=-10002,
-        gc_variadic=False,
-    ),
-    "5.2": Flavor(
-        "5.2",
-        "int lua_resume(lua_State *L, lua_State *from, int narg);",
-        "void luaL_openlibs(lua_State *L);",
-        resume_has_nres=False,
-        openlibs_selected=False,
-        has_isyieldable=False,
-        gc_variadic=False,
-    ),
-    "5.3": Flavor(
-        "5.3",
-        "int lua_resume(lua_State *L, lua_State *from, int narg);",
-        "void luaL_openlibs(lua_State *L);",
-        resume_has_nres=False,
-        openlibs_selected=False,
-        gc_variadic=False,
-    ),
-    "5.4": Flavor(
-        "5.4",
-        "int lua_resume(lua_State *L, lua_State *from, int narg, int *nres);",
-        "void luaL_openlibs(lua_State *L);",
-        resume_has_nres=True,
-        openlibs_selected=False,
-    ),
-    "5.5": Flavor(
-        "5.5",
-        "int lua_resume(lua_State *L, lua_State *from, int narg, int *nres);",
-        "void luaL_openselectedlibs(lua_State *L, int load, int preload);",
-        resume_has_nres=True,
-        openlibs_selected=True,
-        registry_index=-((2**31 - 1) // 2 + 1000),  # 5.5: -(INT_MAX/2 + 1000)
-    ),
-}
-
-REQUIRED = [
-    "luaL_newstate",
-    "lua_close",
-    "lua_gettop",
-    "lua_settop",
-    "lua_pushvalue",
-    "lua_type",
-    "lua_tolstring",
-    "lua_tothread",
-    "lua_pushcclosure",
-    "lua_pushinteger",
-    "lua_rawgeti",
-    "lua_sethook",
-    "lua_resume",
-    "lua_setallocf",
-    "lua_getallocf",
-    "lua_gethook",
-    "lua_gethookmask",
-    "lua_gethookcount",
-    "lua_gc",
-]
-
-SYSTEM_LIBRARIES = {
-    "5.1": ["liblua5.1.so.0"],
-    "5.4": ["liblua5.4.so.0", "liblua5.4.so"],
-    "5.3": ["liblua5.3.so.0"],
-    "5.2": ["liblua5.2.so.0"],
-}
-LUPA_MODULES = {"5.1": "lua51", "5.2": "lua52", "5.3": "lua53", "5.4": "lua54", "5.5": "lua55"}
-INSTALL_HINT = (
-    "install the lupa wheel, which bundles Lua ({}) (`pip install 'lupa>=2,<3'`), or Debian's "
-    "system Lua (`apt-get install liblua5.4-0`)"
-)
-
-
-class LuaNotFoundError(RuntimeError):
-    """No usable Lua runtime of the requested version."""
-
-
-@dataclass
-class LuaLibrary:
-    version: str
-    path: str
-    ffi: cffi.FFI
-    lib: Any
-    flavor: Flavor
-
-
-def library_variable(version: str) -> str:
-    """The environment variable that forces the library of Lua ``version``."""
-    return "KERNELSDK_LUA{}_LIBRARY".format(version.replace(".", ""))
-
-
-def candidate_paths(version: str) -> list[str]:
-    """Where Lua ``version`` may be: ``$KERNELSDK_LUA54_LIBRARY`` (a path or a soname such as
-    ``liblua5.4.so.0``) if set, else lupa's module, then the system library."""
-    paths: list[str] = []
-    forced = os.environ.get(library_variable(version))
-    if forced:
-        return [forced]
-    module = LUPA_MODULES.get(version)
-    if module is not None:
-        # Only lupa's directory: its Python API is not used (nor imported).
-        spec = importlib.util.find_spec("lupa")
-        if spec is not None and spec.origin is not None:
-            lupa_dir = Path(spec.origin).parent
-            paths += sorted(glob.glob(str(lupa_dir / f"{module}.cpython-*.so")))
-            paths += sorted(glob.glob(str(lupa_dir / f"{module}*.pyd")))
-    paths += SYSTEM_LIBRARIES.get(version, [])
-    return paths
-
-
-def load_library(version: str = "5.4") -> LuaLibrary:
-    """dlopen the first usable Lua ``version`` and check it exports what we call.
-
-    Raises:
-        LuaNotFoundError: with what was tried and what to install.
-    """
-    flavor = FLAVORS[version]
-    tried: list[str] = []
-    for path in candidate_paths(version):
-        ffi = cffi.FFI()
-        extra = "int lua_isyieldable(lua_State *L);" if flavor.has_isyieldable else ""
-        api = _LUA51_CDEF if flavor.lua51_api else _MODERN_CDEF
-        gc = (
-            "int lua_gc(lua_State *L, int what, ...);"
-            if flavor.gc_variadic
-            else "int lua_gc(lua_State *L, int what, int data);"
-        )
-        ffi.cdef(
-            "\n".join([_COMMON_CDEF, api, flavor.resume_cdef, flavor.openlibs_cdef, gc, extra])
-        )
-        try:
-            lib = ffi.dlopen(path)
-        except OSError as exc:
-            tried.append(f"{path}: {exc}")
-            continue
-        needed = [
-            *REQUIRED,
-            "luaL_openselectedlibs" if flavor.openlibs_selected else "luaL_openlibs",
-            *(["lua_isyieldable"] if flavor.has_isyieldable else []),
-            *(_LUA51_SYMBOLS if flavor.lua51_api else _MODERN_SYMBOLS),
-        ]
-        missing = []
-        for symbol in needed:
-            try:
-                getattr(lib, symbol)
-            except AttributeError:
-                missing.append(symbol)
-        if missing:
-            tried.append(f"{path}: lacks {', '.join(missing)}")
-            continue
-        if _exported is not None and _exported[0] != path:
-            # See export_symbols: the exported library's lua_* would replace this one's own.
-            raise LuaNotFoundError(
-                f"cannot load {path}: this process already exports the C API of {_exported[0]} "
-                "to Lua C modules, so the two Lua libraries would mix (run one Lua per process)"
-            )
-        return LuaLibrary(version, path, ffi, lib, flavor)
-    raise LuaNotFoundError(
-        f"no Lua {version} runtime found; "
-        + INSTALL_HINT.format(version)
-        + (f". Tried: {'; '.join(tried)}" if tried else "")
-    )
-
-
-#: The Lua library whose symbols this process exports (see export_symbols), and its handle.
-_exported: tuple[str, ctypes.CDLL] | None = None
-
-
-def export_symbols(library: LuaLibrary) -> str | None:
-    """Make ``library``'s ``lua_*`` symbols global (``RTLD_GLOBAL``), so that the C modules
-    ``require`` loads (LuaRocks' ``lfs.so``, Debian's ``lpeg.so``: they leave ``lua_*``
-    undefined, to be found in the process that loads them) link against this Lua.
-
-    Done only when a C module is about to be loaded, not at startup, because it is not
-    reversible: lupa's modules call their own API through the PLT, so a Lua library loaded
-    *after* another one went global would run the global one's functions on its own states.
-    Returns None on success, else why it failed.
-    """
-    global _exported
-    if _exported is not None:
-        return None if _exported[0] == library.path else f"{_exported[0]} exports its C API"
-    try:
-        # RTLD_NOLOAD: the library is loaded already; this only promotes it to global.
-        handle = ctypes.CDLL(library.path, mode=os.RTLD_NOW | os.RTLD_GLOBAL | os.RTLD_NOLOAD)
-    except OSError as exc:
-        return str(exc)
-    _exported = (library.path, handle)
-    return None
-
-
-def lua_literal(text: str | bytes) -> str:
-    """A Lua string literal for ``text`` (decimal escapes: safe for any byte)."""
-    data = text.encode() if isinstance(text, str) else text
-    out = ['"']
-    for b in data:
-        if 32 <= b < 127 and b not in (34, 92):
-            out.append(chr(b))
-        else:
-            out.append(f"\\{b:03d}")
-    out.append('"')
-    return "".join(out)
-
-
-def lua_table_literal(value: Any) -> str:
-    """Lua constructor syntax for a JSON-like value (comm data travelling to Lua)."""
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value) if value == value and abs(value) != float("inf") else "0/0"
-    if isinstance(value, str):
-        return lua_literal(value)
-    if isinstance(value, list | tuple):
-        return "{" + ", ".join(lua_table_literal(v) for v in value) + "}"
-    if isinstance(value, dict):
-        return (
-            "{"
-            + ", ".join(
-                f"[{lua_literal(str(k))}] = {lua_table_literal(v)}" for k, v in value.items()
-            )
-            + "}"
-        )
-    return lua_literal(str(value))
-
-
-def module_paths(version: str) -> tuple[str, str]:
-    """Where LuaRocks (``--local`` and system-wide) and Debian's ``lua-*`` packages put Lua
-    ``version``'s modules: (``package.path`` templates, ``package.cpath`` templates) to append.
-    Empty where ``LUA_PATH``/``LUA_CPATH`` (or their ``_5_4`` forms) are set: those replace
-    Lua's defaults on purpose (``eval "$(luarocks path)"``)."""
-    import sysconfig
-
-    suffix = "_" + version.replace(".", "_")
-    home = Path.home()
-    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
-    lua_dirs = [f"{home}/.luarocks/share/lua/{version}", f"/usr/local/share/lua/{version}"]
-    lua_dirs.append(f"/usr/share/lua/{version}")
-    c_dirs = [f"{home}/.luarocks/lib/lua/{version}", f"/usr/local/lib/lua/{version}"]
-    if multiarch:
-        c_dirs.append(f"/usr/lib/{multiarch}/lua/{version}")
-    c_dirs.append(f"/usr/lib/lua/{version}")
-    path = ";".join(f"{d}/?.lua;{d}/?/init.lua" for d in lua_dirs)
-    cpath = ";".join(f"{d}/?.so" for d in c_dirs)
-    if os.environ.get("LUA_PATH" + suffix) or os.environ.get("LUA_PATH"):
-        path = ""
-    if os.environ.get("LUA_CPATH" + suffix) or os.environ.get("LUA_CPATH"):
-        cpath = ""
-    return path, cpath
-
 
 #: Called for every host operation the driver performs: (op, text, number) -> integer reply.
 HostFn = Callable[[str, bytes, int], int]
-
-
-class MemoryGuard:
-    """Keeps the Lua state under ``limit`` bytes without a Python call per allocation.
-
-    Lua's own allocator (C, from ``luaL_newstate``) serves allocations while the state is far
-    from the limit. The driver keeps a sentinel object whose finalizer runs once per garbage
-    collection cycle and calls ``host("gc")``; that sets a one-shot count hook (finalizers
-    cannot read the memory count in Lua 5.4.6+), whose callback reads the count with
-    ``lua_gc(LUA_GCCOUNT)`` and, above ``watch_from`` (a third of the limit: in a runaway
-    loop the heap grows at most about 2.3 times between two cycles with Lua's default GC
-    settings), switches to :meth:`_alloc`, a Python ``lua_Alloc`` that refuses to grow past
-    the limit. Lua turns a refused allocation into an emergency full collection and, if that
-    frees too little, a "not enough memory" error raised by Lua itself after the callback has
-    returned (no longjmp crosses it). After the cell, once a full collection brings the heap
-    under ``release_below``, Lua's own allocator comes back. Costs: one Python call per GC
-    cycle far from the limit; near it, allocation-heavy Lua runs several times slower.
-
-    The limit applies only while user code runs (``active``): the driver's own calls between
-    cells never fail for memory, so a state left full by the user stays usable. Blocks come
-    from the C library's realloc/free, like Lua's default allocator, which is why the two can
-    be swapped on a state that holds memory.
-    """
-
-    def __init__(self, ffi: cffi.FFI, lib: Any, L: Any, limit: int, origin: str) -> None:
-        global _libc
-        if _libc is None:
-            _libc = _libc_ffi.dlopen(None)
-        self.limit, self.origin = limit, origin
-        self.watch_from = limit // 3
-        self.release_below = limit // 4
-        self._ffi, self._lib, self._L = ffi, lib, L
-        self._null = ffi.NULL
-        self.callback = ffi.callback("void*(void*, void*, size_t, size_t)", self._alloc)
-        ud = ffi.new("void **")
-        self._default_alloc = lib.lua_getallocf(L, ud)
-        self._default_ud = ud[0]
-        self.precise = False  # self._alloc is the state's allocator
-        self.active = False  # user code runs: refuse to grow past the limit
-        self.used = 0  # bytes, counted by self._alloc while precise
-        self.refused = 0
-        self.engagements = 0  # how often precise mode was entered (tests, diagnostics)
-
-    def _alloc(self, ud: Any, ptr: Any, osize: int, nsize: int) -> Any:
-        if ptr == self._null:
-            osize = 0  # then osize encodes the kind of object, not a size
-        if nsize == 0:
-            _libc.free(ptr)
-            self.used -= osize
-            return self._null
-        if self.active and nsize > osize and self.used + nsize - osize > self.limit:
-            self.refused += 1
-            return self._null
-        new = _libc.realloc(ptr, nsize)
-        if new != _libc_ffi.NULL:
-            self.used += nsize - osize
-        return new
-
-    def engage(self, used: int) -> None:
-        """Switch to the counting allocator; ``used`` is the heap's size now."""
-        if not self.precise:
-            self.used = used
-            self._lib.lua_setallocf(self._L, self.callback, self._null)
-            self.precise = True
-            self.engagements += 1
-
-    def release(self) -> None:
-        """Back to Lua's own allocator."""
-        if self.precise:
-            self._lib.lua_setallocf(self._L, self._default_alloc, self._default_ud)
-            self.precise = False
-
-    def describe(self) -> str:
-        return (
-            f"Lua's memory limit in this kernel is {format_size(self.limit)} ({self.origin}); "
-            f"set {MEMORY_LIMIT_VARIABLE} (e.g. 4G, 75% or off) in the kernelspec to change it"
-        )
 
 
 class LuaState:
