@@ -294,6 +294,7 @@ class LuaKernel(BaseKernel):
 
     async def do_shutdown(self, restart: bool) -> None:
         await self.runner.run(lambda out: self.lua.close())
+        self.commands.end_all()  # the commands io.popen started that Lua left open
 
     # -- comms ------------------------------------------------------------------------------
 

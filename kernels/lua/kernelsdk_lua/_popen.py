@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
@@ -44,6 +45,9 @@ class Commands:
         self._commands: dict[int, _Command] = {}
         self._ids = itertools.count(1)
         self._forgotten: list[subprocess.Popen[bytes]] = []  # unclosed files: reap later
+        #: Ends what Lua left open; runs once, when called (at shutdown) or when this object
+        #: is collected (a kernel dropped without a shutdown, as in tests).
+        self.end_all = weakref.finalize(self, _end_all, self._commands, self._forgotten)
 
     def open(self, command: str, write: bool) -> int:
         """Start ``command`` through the shell, like C's popen; returns its id.
@@ -121,7 +125,7 @@ class Commands:
         self._reap()
 
     def _reap(self) -> None:
-        self._forgotten = [p for p in self._forgotten if p.poll() is None]
+        self._forgotten[:] = [p for p in self._forgotten if p.poll() is None]
 
     def interrupt(self) -> None:
         """Stop the running commands (called on interrupt, from another thread): SIGINT to
@@ -133,3 +137,29 @@ class Commands:
             sig = signal.SIGINT if command.interrupts == 1 else signal.SIGKILL
             with contextlib.suppress(ProcessLookupError):  # ended meanwhile
                 os.killpg(command.process.pid, sig)
+
+
+#: How long a command still running when the kernel goes may take to end by itself (its pipe's
+#: other end is gone: a reader sees end of input, a writer SIGPIPE) before it is killed.
+END_GRACE = 1.0
+
+
+def _end_all(commands: dict[int, _Command], forgotten: list[subprocess.Popen[bytes]]) -> None:
+    """The Lua state is gone, and with it every file of the commands' pipes: close our ends
+    and the captured output, and reap the commands (killing those still running after
+    ``END_GRACE``), so that no descriptor, temporary file or zombie is left behind."""
+    for command in commands.values():
+        if command.pipe_fd is not None:
+            os.close(command.pipe_fd)
+        for f in command.captured.values():
+            f.close()
+        forgotten.append(command.process)
+    commands.clear()
+    for process in forgotten:
+        try:
+            process.wait(END_GRACE)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    forgotten.clear()
