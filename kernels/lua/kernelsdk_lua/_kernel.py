@@ -28,6 +28,7 @@ from kernelsdk import (
     StdinNotAllowedError,
 )
 from kernelsdk import mpi as kernelsdk_mpi
+from kernelsdk._protocol import interrupt_error  # not exported yet: the one definition
 from kernelsdk.protocol import Message
 
 from ._ffi import load_library
@@ -221,7 +222,7 @@ class LuaKernel(BaseKernel):
         self.mpi.new_cell()
         outcome = await self.runner.run(self._execute, code, f"In[{ctx.execution_count}]", ctx=ctx)
         if outcome.get("interrupted"):
-            raise ExecutionError("KeyboardInterrupt", "interrupted by the user")
+            raise ExecutionError(**interrupt_error())
         if "ename" in outcome:
             evalue = str(outcome.get("evalue", ""))
             tb = str(outcome.get("traceback") or f"{outcome['ename']}: {evalue}")
