@@ -33,9 +33,22 @@ DEADLINE = 60  # seconds; only reached if a wakeup is lost
 _names = itertools.count()
 
 
+class _KeepingContext(zmq.Context[Any]):
+    """Keeps its sockets alive until the fixture closes them: a test's locals die before its
+    fixtures' teardown, and a socket collected unclosed is a ResourceWarning (an error here)."""
+
+    kept: list[zmq.Socket[Any]]
+
+    def socket(self, *args: Any, **kwargs: Any) -> zmq.Socket[Any]:
+        sock: zmq.Socket[Any] = super().socket(*args, **kwargs)
+        self.kept.append(sock)
+        return sock
+
+
 @pytest.fixture
 def ctx() -> Iterator[zmq.Context[Any]]:
-    context: zmq.Context[Any] = zmq.Context()
+    context = _KeepingContext()
+    context.kept = []
     yield context
     context.destroy(linger=0)
 
@@ -579,6 +592,7 @@ def test_heartbeat_echoes_during_gil_holding_c_call() -> None:
         finally:
             child.stdin.close()
             child.wait(DEADLINE)
+            child.stdout.close()
         assert child.returncode == 0
         assert during > 0, f"no pong during the GIL-holding call ({total} in all)"
 
