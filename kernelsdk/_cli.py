@@ -329,20 +329,16 @@ def _run_conformance(argv: list[str]) -> int:
 def _cmd_new(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ._scaffold import create, names, relative
+    from ._scaffold import create, relative
 
     directory = Path(args.directory) if args.directory else None
     target, written = create(args.name, directory, display_name=args.display_name, force=args.force)
     where = relative(target)
-    fields = names(args.name)
     print(f"Created {where} ({len(written)} files) for the kernel {args.name!r}. Next:")
     print(f"  cd {where}")
     print('  pip install -e ".[test]"     # after kernelsdk and kernelsdk-conformance')
     print(f"  python -m kernelsdk install {args.name} --sys-prefix")
     print("  pytest")
-    print(
-        f"  python -m kernelsdk conformance {args.name} "
-        f"--profile {fields['package']}.profile:{fields['class_name']}Profile"
-    )
+    print(f"  python -m kernelsdk conformance {args.name}   # finds its profile by entry point")
     print(f"  jupyter console --kernel {args.name}")
     return 0

@@ -59,7 +59,7 @@ def test_new_writes_the_package(
     assert listing(root) == sorted(FILES)
     out = capsys.readouterr().out
     assert "python -m kernelsdk install my-lang --sys-prefix" in out
-    assert "--profile my_lang_kernel.profile:MyLangKernelProfile" in out
+    assert "python -m kernelsdk conformance my-lang " in out
     pyproject = (root / "pyproject.toml").read_text(encoding="utf-8")
     assert 'my-lang = "my_lang_kernel:MyLangKernel"' in pyproject
     assert 'name = "my-lang-kernel"' in pyproject

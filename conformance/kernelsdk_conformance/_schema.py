@@ -118,7 +118,7 @@ def _reply(ok: Check, *, error_count: bool = False) -> Check:
             if error_count:
                 problems += _opt(c, "content", execution_count=int)
             return problems
-        if status == "aborted":
+        if status in ("aborted", "abort"):  # messaging.rst spells it both ways
             return []
         if "status" not in c:
             return ["content.status is missing"]

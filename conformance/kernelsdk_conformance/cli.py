@@ -56,13 +56,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    profile = load_profile(args.profile) if args.profile else profile_for(args.kernel)
+    try:
+        profile = load_profile(args.profile) if args.profile else profile_for(args.kernel)
+    except Exception as exc:  # a broken profile or profile entry point: the user's to fix
+        print(f"conformance: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     options = Options(
         timeout=args.timeout,
         startup_timeout=args.startup_timeout,
         fuzz_budget=args.fuzz_budget,
         kernel_output=args.kernel_output,
-        check_budget=getattr(args, "check_budget", Options.check_budget),
+        check_budget=args.check_budget,
     )
     live = args.format == "table" and sys.stdout.isatty()
 
@@ -74,7 +78,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         results = run(
             args.kernel, profile, checks=args.check or None, options=options, on_result=show
         )
-    except Exception as exc:  # no such kernelspec, a broken profile...
+    except Exception as exc:  # no such kernelspec, a profile without a needed sample...
         print(f"conformance: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     if live:

@@ -417,7 +417,7 @@ def input_interrupt(ctx: Context) -> str:
         ) from None
     problems = []
     status = reply.content.get("status") if isinstance(reply.content, dict) else None
-    if status not in ("error", "abort"):
+    if status not in ("error", "aborted", "abort"):  # messaging.rst spells it both ways
         problems.append(f"the interrupted cell's execute_reply has status {status!r}")
     try:
         kc.collect(first)
