@@ -561,7 +561,7 @@ class _Ctx:
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
 
-    def _publish(self, msg_type: str, content: dict[str, Any], metadata: Any, buffers: Any) -> None:
+    def publish(self, msg_type: str, content: dict[str, Any], metadata: Any, buffers: Any) -> None:
         self.sent.append((msg_type, content, metadata))
 
 

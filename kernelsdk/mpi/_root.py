@@ -115,7 +115,7 @@ class ExecutionRelay:
             done, box = self._answers[k] = (trio.Event(), [])
             try:
                 async with self._prompting:
-                    box.append(await self.ctx._request_input(prompt, password))
+                    box.append(await self.ctx.input(prompt, password=password))
             except BaseException as exc:
                 box.append(exc)
                 raise
@@ -171,7 +171,7 @@ class ExecutionRelay:
                 # Only rank 0's result is the cell's Out[n]; the others' become displays.
                 msg_type = "display_data"
                 content = {k: v for k, v in content.items() if k != "execution_count"}
-        self.ctx._publish(msg_type, content, metadata, buffers)
+        self.ctx.publish(msg_type, content, metadata, buffers)
 
     def error(self) -> ExecutionError | None:
         """One error naming every failing rank, or None if all succeeded."""
