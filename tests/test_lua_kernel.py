@@ -106,6 +106,10 @@ async def test_state_persists_and_trailing_expression_is_the_result(client: Test
 @lua_test
 async def test_values_have_a_readable_repr(client: TestClient) -> None:
     assert await value(client, "'a\\nb\"'") == '"a\\nb\\""'
+    # A control character before a digit: the escape is padded, so the repr reads back as is.
+    shown = await value(client, "'\\1' .. '2'")
+    assert shown == '"\\0012"'
+    assert await value(client, f"{shown} == '\\1' .. '2'") == "true"
     assert await value(client, "1.5, 2, 1e100, 0/0 ~= 0/0") == "1.5, 2, 1e+100, true"
     assert await value(client, "{1, 2, {3}, name = 'n', [10] = true}") == (
         '{1, 2, {3}, [10] = true, name = "n"}'

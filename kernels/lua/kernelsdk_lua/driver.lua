@@ -115,7 +115,7 @@ end
 
 local function quote(s)
   return '"' .. s:gsub('[%c"\\]', function(c)
-    return short_escapes[c] or sformat("\\%d", c:byte())
+    return short_escapes[c] or sformat("\\%03d", c:byte())  -- padded: "\1" then "2" is not "\12"
   end) .. '"'
 end
 
