@@ -167,6 +167,8 @@ def kernel_process(jupyter_env: JupyterEnv) -> Iterator[list[subprocess.Popen[st
         if proc.poll() is None:
             proc.kill()
         proc.wait(TIMEOUT)
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 def launch(procs: list[subprocess.Popen[str]], file: Path) -> subprocess.Popen[str]:
