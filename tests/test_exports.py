@@ -290,3 +290,19 @@ def test_native_bridge_is_public_once() -> None:
 
 def test_protocol_version() -> None:
     assert kernelsdk.protocol.PROTOCOL_VERSION == "5.5"
+
+
+def test_every_subpackage_ships_in_the_wheel() -> None:
+    """setuptools' explicit ``packages`` list leaves out a subpackage nobody adds to it (the
+    wheel had no kernelsdk/mpi/ after mpi.py became a package)."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    config = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = set(config["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(root).parts)
+        for init in (root / "kernelsdk").rglob("__init__.py")
+    }
+    assert found == listed
