@@ -81,9 +81,6 @@ class ExecuteContext:
                 self._publish_in_trio, msg_type, content, metadata, buffers, trio_token=self._token
             )
 
-    #: Until kernelsdk.mpi calls :meth:`publish`.
-    _publish = publish
-
     def stream(self, name: str, text: str) -> None:
         """Send text to ``stdout`` or ``stderr``."""
         if name not in ("stdout", "stderr"):

@@ -42,7 +42,7 @@ from ._exceptions import InputInterrupted
 from ._handlers import Execution, RequestHandlers
 from ._kernel import BaseKernel
 from ._message import Message
-from ._protocol import COMM_MESSAGES, KernelProtocol, error_content
+from ._protocol import COMM_MESSAGES, KernelProtocol
 from ._stream_merge import merge_streams
 from ._transport import Transport
 
@@ -55,9 +55,6 @@ _MAX_BATCH_BYTES = 64 << 10
 #: What the ordered writer's queue holds: an output to build, a built message (a welcome, a
 #: shell reply), or a flush marker to set once everything before it has been sent.
 _Queued = Output | Outgoing | trio.Event
-
-#: Until kernelsdk.mpi imports it from the protocol core.
-_error_content = error_content
 
 
 class _PendingInput:
