@@ -1,6 +1,7 @@
-"""Smoke test of the benchmark harness (benchmarks/run.py) in its tiny mode.
+"""Smoke tests of the benchmark harness: benchmarks/run.py in its tiny mode, and the A/B
+comparison of two source trees (benchmarks/ab.py) on a few requests.
 
-Runs against kernelsdk's own kernels (echo, and the benchmark-only ksdk-bench) and the
+run.py runs against kernelsdk's own kernels (echo, and the benchmark-only ksdk-bench) and the
 framework-free Python floor kernel (py-floor), so it needs neither ipykernel nor xeus-python:
 the anchors are simply absent. It checks the structure and
 sanity of the results, never a timing threshold.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "benchmarks" / "run.py"
+AB = ROOT / "benchmarks" / "ab.py"
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +117,44 @@ def test_targets_without_anchors_are_unknown(results: dict[str, Any]) -> None:
     rows = {(t["kernel"], t["metric"], t.get("anchor")): t for t in results["targets"]}
     assert rows[("echo", "execute.reply.p50", "xpython-raw")]["met"] is None
     assert all(t["met"] in (True, False, None) for t in results["targets"])
+
+
+def _in_git_checkout() -> bool:
+    if shutil.which("git") is None:
+        return False
+    probe = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet", "HEAD"],
+        capture_output=True,
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _in_git_checkout(), reason="ab.py extracts a revision with git")
+def test_ab_compares_head_with_the_working_tree() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(AB), "HEAD", "--reps", "1", "--requests", "20", "--pipelined", "50"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result: dict[str, Any] = json.loads(proc.stdout.splitlines()[-1])
+    assert result["schema"] == 1
+    assert result["params"] == {"reps": 1, "requests": 20, "pipelined": 50, "warmup": 200}
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    base, new = result["trees"]["base"], result["trees"]["new"]
+    assert base["spec"] == "HEAD" and base["commit"] == head
+    assert new["spec"] == "working tree" and new["path"] == str(ROOT)
+    # The extracted tree is gone, and the kernels with it.
+    assert not Path(base["path"]).exists()
+    metrics = {"rt_p50_us", "reply_p50_us", "cpu_us_per_request", "pipelined_per_s"}
+    assert set(result["ratios"]) == set(result["paired_ratios"]) == metrics
+    for side in ("base", "new"):
+        assert set(result["medians"][side]) == metrics
+        assert all(len(runs) == 1 for runs in result["runs"][side].values())
+        medians = result["medians"][side]
+        assert 0 < medians["reply_p50_us"] <= medians["rt_p50_us"]
+        assert medians["pipelined_per_s"] > 0 and medians["cpu_us_per_request"] >= 0
+    assert "execute round trip p50" in proc.stdout
