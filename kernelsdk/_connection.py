@@ -33,6 +33,28 @@ def _check_str(instance: object, attribute: attrs.Attribute[str], value: object)
         raise ConfigError(f"{attribute.name} must be a string, not {value!r}")
 
 
+#: The alphabet of Z85 (ZeroMQ RFC 32), in which CurveZMQ keys are written: a 32-byte key is
+#: 40 characters.
+Z85_ALPHABET: Final = frozenset(
+    "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
+)
+CURVE_KEY_LENGTH: Final = 40
+
+
+def _check_curve_key(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
+    # Checked here, not left to libzmq: a bad key there is an EINVAL from setsockopt that
+    # names neither the field nor the file.
+    if not isinstance(value, str):
+        raise ConfigError(f"{attribute.name} must be a string, not {type(value).__name__}")
+    if value and (len(value) != CURVE_KEY_LENGTH or not Z85_ALPHABET.issuperset(value)):
+        # The value is not shown: it may be a secret key with a typo.
+        raise ConfigError(
+            f"{attribute.name} is not a CurveZMQ key: {CURVE_KEY_LENGTH} Z85 characters "
+            f"expected, got {len(value)} characters"
+            + ("" if Z85_ALPHABET.issuperset(value) else " with some outside Z85")
+        )
+
+
 @final
 @attrs.frozen
 class ConnectionInfo:
@@ -45,6 +67,10 @@ class ConnectionInfo:
     A *registration file* (JEP 66) has ``registration_ip`` and ``registration_port`` instead
     of ports: the kernel chooses its ports and reports them there (:attr:`registers`). Its
     sockets bind on ``ip``, or on ``registration_ip`` when the file has no ``ip``.
+
+    With ``curve_publickey`` and ``curve_secretkey`` (JEP 145, as jupyter_client 8.9+ writes
+    them: the kernel's CurveZMQ key pair in Z85) every socket is a CURVE server:
+    :attr:`encrypted`.
     """
 
     transport: Transport = attrs.field(default="tcp")
@@ -60,11 +86,25 @@ class ConnectionInfo:
     kernel_id: str = attrs.field(default="", validator=_check_str)
     registration_ip: str = attrs.field(default="", validator=_check_str)
     registration_port: int = attrs.field(default=0, converter=_port)
+    curve_publickey: str = attrs.field(default="", validator=_check_curve_key)
+    # Left out of the repr, like a password: reprs end up in logs.
+    curve_secretkey: str = attrs.field(default="", validator=_check_curve_key, repr=False)
 
     @transport.validator
     def _check_transport(self, _attr: attrs.Attribute[str], value: str) -> None:
         if value not in ("tcp", "ipc"):
             raise ConfigError(f"transport must be 'tcp' or 'ipc', not {value!r}")
+
+    def __attrs_post_init__(self) -> None:
+        if bool(self.curve_publickey) != bool(self.curve_secretkey):
+            given, missing = (
+                ("curve_publickey", "curve_secretkey")
+                if self.curve_publickey
+                else ("curve_secretkey", "curve_publickey")
+            )
+            raise ConfigError(
+                f"the connection file has {given} but no {missing}: CurveZMQ needs both"
+            )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ConnectionInfo:
@@ -105,10 +145,31 @@ class ConnectionInfo:
     def to_dict(self) -> dict[str, Any]:
         """The fields of a connection file: the registration fields only when set."""
         d = attrs.asdict(self)
-        for name in ("kernel_id", "registration_ip", "registration_port"):
+        # Absent rather than empty, as jupyter_client writes them: it compares connection
+        # files key by key, and a missing key is not equal to "".
+        for name in (
+            "kernel_id",
+            "registration_ip",
+            "registration_port",
+            "curve_publickey",
+            "curve_secretkey",
+        ):
             if not d[name]:
                 del d[name]
         return d
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether the sockets use CurveZMQ (the file holds a key pair, JEP 145)."""
+        return bool(self.curve_secretkey)
+
+    @property
+    def plaintext_on_network(self) -> bool:
+        """Whether anyone who can reach the ports can read the traffic: tcp without CurveZMQ.
+
+        (ipc is guarded by the socket file's permissions; the HMAC key only signs.)
+        """
+        return self.transport == "tcp" and not self.encrypted
 
     @property
     def registers(self) -> bool:

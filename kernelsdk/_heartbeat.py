@@ -43,11 +43,14 @@ def _echo(sock: zmq.Socket[Any]) -> None:
 class Heartbeat:
     """Echo server for the Jupyter heartbeat channel.
 
-    The heartbeat always owns a private zmq context (see the module docstring).
+    The heartbeat always owns a private zmq context (see the module docstring). With a
+    ``curve_secretkey`` (Z85) its socket is a CurveZMQ server: only clients that know the
+    matching public key get pongs.
     """
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, *, curve_secretkey: str = "") -> None:
         self._requested = endpoint
+        self._curve_secretkey = curve_secretkey
         self._context: zmq.Context[Any] | None = None
         self._thread: threading.Thread | None = None
         self._endpoint: str | None = None
@@ -59,6 +62,10 @@ class Heartbeat:
         context: zmq.Context[Any] = zmq.Context(io_threads=1)
         sock = context.socket(zmq.ROUTER)
         sock.linger = 0
+        if self._curve_secretkey:
+            # Before bind: the mechanism applies to the connections a bind accepts later.
+            sock.curve_secretkey = self._curve_secretkey.encode("ascii")
+            sock.curve_server = True
         try:
             sock.bind(self._requested)
             endpoint = str(sock.getsockopt_string(zmq.LAST_ENDPOINT))

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -27,6 +27,11 @@ from ._kernelspec import KernelSpec
 KERNEL_NAME_RE = re.compile(r"^[a-z0-9._-]+$", re.IGNORECASE)
 
 _RUN = ["-m", "kernelsdk", "run"]
+
+#: What every kernelsdk kernel declares in its kernelspec: it serves CurveZMQ when the
+#: connection file has keys (JEP 145). jupyter_client 8.9+ provisions keys only for kernelspecs
+#: whose ``metadata.supported_encryption`` holds "curve" (ipykernel writes this same list).
+SPEC_METADATA: Final = {"supported_encryption": ["curve"]}
 
 
 def validate_kernel_name(name: str) -> str:
@@ -86,7 +91,8 @@ def kernelspec_for(
 
     ``display_name`` defaults to the class's ``display_name``, else its ``implementation``
     title-cased, else ``name``. ``env`` is merged over the class's ``kernelspec_env``. With
-    ``mpi``, the kernel runs on every rank of an MPI job (see :mod:`kernelsdk.mpi`).
+    ``mpi``, the kernel runs on every rank of an MPI job (see :mod:`kernelsdk.mpi`). The
+    metadata declares CurveZMQ support (:data:`SPEC_METADATA`).
     """
     argv = [sys.executable, *_RUN, name, "-f", "{connection_file}"]
     if ":" not in name and (spec := class_spec(cls)) is not None:
@@ -114,6 +120,7 @@ def kernelspec_for(
         if mpi is not None
         else getattr(cls, "interrupt_mode", None) or "signal",
         env=merged_env,
+        metadata={name: list(value) for name, value in SPEC_METADATA.items()},
     )
 
 

@@ -33,6 +33,25 @@ log = logging.getLogger("kernelsdk")
 #: At most how long an orphaned kernel's ``do_shutdown`` may take before it exits anyway.
 ORPHAN_SHUTDOWN_GRACE: Final = 5.0
 
+#: Set (to anything but "" or "0") to silence the warning about unencrypted tcp.
+QUIET_PLAINTEXT_ENV: Final = "KERNELSDK_NO_ENCRYPTION_WARNING"
+
+#: ipykernel's words (7.3+), so that people who searched for one find the other.
+PLAINTEXT_WARNING: Final = (
+    "Kernel is running over TCP without encryption. All communication (including code and "
+    "outputs) is sent in plain text and is susceptible to eavesdropping. Use IPC transport or "
+    "launch with kernel manager-provisioned CurveZMQ keys to enable transport encryption "
+    f"(jupyter_client's transport_encryption; {QUIET_PLAINTEXT_ENV}=1 silences this)."
+)
+
+
+def _warn_if_plaintext(info: ConnectionInfo, warn_unencrypted: bool) -> None:
+    if not info.plaintext_on_network:
+        log.info("transport %s%s", info.transport, ", CurveZMQ" if info.encrypted else "")
+        return
+    if warn_unencrypted and os.environ.get(QUIET_PLAINTEXT_ENV, "") in ("", "0"):
+        log.warning(PLAINTEXT_WARNING)
+
 
 def _load_or_create(path: str) -> tuple[ConnectionInfo, bool]:
     """Read the connection file; a missing one is created (ports chosen, a fresh key)."""
@@ -48,6 +67,7 @@ async def open_kernel(
     *,
     packer: str = "json",
     connection_file: str | None = None,
+    warn_unencrypted: bool = True,
 ) -> AsyncIterator[KernelServer]:
     """Bind a kernel's sockets and serve it in the background.
 
@@ -58,10 +78,15 @@ async def open_kernel(
     With a registration file (``info.registers``, JEP 66) the kernel reports its ports to the
     registrar before it serves, and the connection file written is a classic one.
 
+    With CurveZMQ keys in ``info`` (JEP 145) every socket is encrypted. Without them on tcp,
+    a warning is logged (as ipykernel does) unless ``warn_unencrypted`` is false or the
+    environment variable ``KERNELSDK_NO_ENCRYPTION_WARNING`` is set.
+
     Raises:
         TransportError: a socket cannot be bound, or the registrar did not acknowledge.
     """
     transport = ZmqTransport.bind(info)
+    _warn_if_plaintext(info, warn_unencrypted)
     session = Session(info.key.encode(), info.signature_scheme, get_packer(packer))
     protocol = KernelProtocol(session, session_id=uuid.uuid4().hex, clock=UtcClock())
     server = KernelServer(kernel, transport, protocol)

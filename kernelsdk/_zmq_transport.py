@@ -36,6 +36,30 @@ def _endpoint(info: ConnectionInfo, port_name: str, taken: set[int]) -> str:
     return f"ipc://{info.ip}-{port}"
 
 
+def _check_curve(info: ConnectionInfo) -> None:
+    """Refuse keys this pyzmq cannot use, rather than serve in plain text or fail obscurely."""
+    if not zmq.has("curve"):
+        raise TransportError(
+            "the connection file asks for CurveZMQ encryption (curve_secretkey), but this "
+            f"pyzmq's libzmq {zmq.zmq_version()} was built without CURVE (libsodium): "
+            "install a pyzmq wheel from PyPI, or rebuild libzmq with libsodium"
+        )
+    derived = zmq.curve_public(info.curve_secretkey.encode("ascii")).decode("ascii")
+    if derived != info.curve_publickey:
+        # libzmq would accept the pair, and every client given the file's public key would
+        # then fail its handshake in silence.
+        raise TransportError(
+            "the connection file's curve_publickey is not the public key of its curve_secretkey"
+        )
+
+
+def _make_curve_server(sock: zmq.Socket[Any], info: ConnectionInfo) -> None:
+    # A server needs only its secret key; clients authenticate it by the public key. Set
+    # before bind: the mechanism applies to the connections the bind accepts.
+    sock.curve_secretkey = info.curve_secretkey.encode("ascii")
+    sock.curve_server = True
+
+
 def _port_of(endpoint: str, transport: str) -> int:
     return int(endpoint.rsplit(":" if transport == "tcp" else "-", 1)[1])
 
@@ -43,7 +67,9 @@ def _port_of(endpoint: str, transport: str) -> int:
 class ZmqTransport:
     """Shell, control and stdin ROUTERs, an IOPub XPUB and the heartbeat thread.
 
-    Use :meth:`bind`; the resulting :attr:`info` holds the ports actually bound.
+    Use :meth:`bind`; the resulting :attr:`info` holds the ports actually bound. When the
+    connection file holds CurveZMQ keys (JEP 145), all five sockets are CURVE servers: a peer
+    that does not know the kernel's public key completes no handshake and gets nothing.
     """
 
     def __init__(
@@ -63,8 +89,11 @@ class ZmqTransport:
         """Create and bind every socket.
 
         Raises:
-            TransportError: a port is taken or an address cannot be bound.
+            TransportError: a port is taken or an address cannot be bound, or the connection
+                file has CurveZMQ keys that this pyzmq cannot use.
         """
+        if info.encrypted:
+            _check_curve(info)
         context = context or zmq.Context()
         sockets: dict[Channel, TrioSocket] = {}
         ports: dict[str, int] = {}
@@ -83,6 +112,8 @@ class ZmqTransport:
                     # Report every subscription, even repeated "" ones, so each new client
                     # gets its iopub_welcome.
                     sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+                if info.encrypted:
+                    _make_curve_server(sock, info)
                 sockets[channel] = TrioSocket(sock)
                 endpoint = _endpoint(info, port_name, set(ports.values()))
                 try:
@@ -91,7 +122,10 @@ class ZmqTransport:
                     raise TransportError(f"cannot bind {port_name} to {endpoint}: {exc}") from exc
                 bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
                 ports[port_name] = _port_of(bound, info.transport)
-            heartbeat = Heartbeat(_endpoint(info, "hb_port", set(ports.values())))
+            heartbeat = Heartbeat(
+                _endpoint(info, "hb_port", set(ports.values())),
+                curve_secretkey=info.curve_secretkey,
+            )
             ports["hb_port"] = _port_of(heartbeat.start(), info.transport)
         except BaseException:
             for s in sockets.values():
@@ -135,9 +169,17 @@ class ZmqTransport:
 
     async def register(self, frames: Sequence[bytes], timeout: float) -> list[bytes] | None:
         """Send a registration (JEP 66) from a DEALER to the connection file's registrar and
-        return its answer, or None if none came within ``timeout`` seconds."""
+        return its answer, or None if none came within ``timeout`` seconds.
+
+        With CurveZMQ keys the DEALER is a CURVE client of a registrar that serves with the
+        kernel's own key pair, as jupyter_client's sockets are clients of the kernel: it uses
+        the pair from the file both to authenticate the registrar and as its own."""
         raw = self._context.socket(zmq.DEALER)
         raw.linger = 0
+        if self.info.encrypted:
+            raw.curve_secretkey = self.info.curve_secretkey.encode("ascii")
+            raw.curve_publickey = self.info.curve_publickey.encode("ascii")
+            raw.curve_serverkey = self.info.curve_publickey.encode("ascii")
         sock = TrioSocket(raw)
         try:
             try:

@@ -159,6 +159,7 @@ def test_install_writes_kernel_json_and_resources(toy: Toy) -> None:
         "interrupt_mode": "message",
         "kernel_protocol_version": "5.5",
         "env": {"TOY_MODE": "1"},
+        "metadata": {"supported_encryption": ["curve"]},
     }
     # Every regular file of `resources` but its kernel.json; no subdirectories, no leftovers.
     assert sorted(p.name for p in dest.iterdir()) == sorted([*LOGOS, "kernel.json"])

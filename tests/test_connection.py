@@ -48,7 +48,7 @@ def mode(path: Path) -> int:
 
 
 def test_from_dict_full() -> None:
-    info = ConnectionInfo.from_dict({**FULL, "unknown_key": [1], "curve_publickey": "x"})
+    info = ConnectionInfo.from_dict({**FULL, "unknown_key": [1], "curve_future": "x"})
     assert info.transport == "tcp"
     assert info.ip == "127.0.0.1"
     assert info.ports == {name: FULL[name] for name in PORTS}
@@ -249,6 +249,58 @@ def test_written_file_is_readable_by_jupyter_client(tmp_path: Path) -> None:
     assert mixin.shell_port == FULL["shell_port"]
     assert mixin.hb_port == FULL["hb_port"]
     assert mixin.ip == "127.0.0.1"
+
+
+# -- CurveZMQ keys (JEP 145) ----------------------------------------------------------------------
+
+# A key pair from zmq.curve_keypair(), fixed so that the core's tests need no libsodium.
+PUBLIC = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
+SECRET = "JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6"
+
+
+def test_curve_keys_read_from_a_jupyter_client_file(tmp_path: Path) -> None:
+    fname, _ = write_connection_file(
+        str(tmp_path / "k.json"), curve_publickey=PUBLIC.encode(), curve_secretkey=SECRET.encode()
+    )
+    info = ConnectionInfo.from_file(fname)
+    assert (info.curve_publickey, info.curve_secretkey) == (PUBLIC, SECRET)
+    assert info.encrypted and not info.plaintext_on_network
+    assert SECRET not in repr(info)
+
+
+def test_curve_keys_round_trip_and_stay_absent_when_unset(tmp_path: Path) -> None:
+    from jupyter_client.connect import ConnectionFileMixin
+
+    encrypted = {**FULL, "curve_publickey": PUBLIC, "curve_secretkey": SECRET}
+    assert ConnectionInfo.from_dict(encrypted).to_dict() == encrypted
+    assert "curve_publickey" not in ConnectionInfo.from_dict(FULL).to_dict()
+    path = tmp_path / "conn.json"
+    ConnectionInfo.from_dict(encrypted).write(path)
+    mixin = ConnectionFileMixin()
+    mixin.load_connection_file(str(path))
+    assert (mixin.curve_publickey, mixin.curve_secretkey) == (PUBLIC.encode(), SECRET.encode())
+
+
+def test_plaintext_on_network_is_tcp_without_keys() -> None:
+    assert ConnectionInfo.from_dict(FULL).plaintext_on_network
+    assert not ConnectionInfo.from_dict({**FULL, "transport": "ipc"}).plaintext_on_network
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"curve_publickey": PUBLIC}, "has curve_publickey but no curve_secretkey"),
+        ({"curve_secretkey": SECRET}, "has curve_secretkey but no curve_publickey"),
+        ({"curve_publickey": PUBLIC, "curve_secretkey": SECRET[:-1]}, "got 39 characters"),
+        ({"curve_publickey": PUBLIC[:-1] + "~", "curve_secretkey": SECRET}, "outside Z85"),
+        ({"curve_publickey": 5, "curve_secretkey": SECRET}, "must be a string"),
+    ],
+    ids=["public only", "secret only", "short", "not z85", "not a string"],
+)
+def test_malformed_curve_keys_are_clear_errors(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        ConnectionInfo.from_dict({**FULL, **fields})
+    assert SECRET[:-1] not in str(caught.value)
 
 
 # -- kernelspec model ----------------------------------------------------------------------------
