@@ -325,3 +325,29 @@ def test_plaintext_warning_reaches_the_kernel_log(tmp_path: Path) -> None:
         proc.wait(TIMEOUT)
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+# -- the conformance suite over CurveZMQ --------------------------------------------------------
+
+
+def test_conformance_suite_runs_encrypted(jupyter_env: JupyterEnv) -> None:
+    """The suite's own client speaks CURVE when jupyter_client provisions keys, and echo
+    passes every applicable check over encrypted sockets."""
+    conformance = pytest.importorskip("kernelsdk_conformance")
+    from kernelsdk_conformance._client import KernelClient
+
+    kc = KernelClient("echo", transport_encryption="required")
+    try:
+        kc.start()
+        assert kc.km.curve_publickey is not None
+        assert kc.heartbeat(TIMEOUT)
+    finally:
+        kc.close()
+    options = conformance.Options(
+        timeout=8.0, fuzz_budget=10, shutdown_grace=4.0, transport_encryption="required"
+    )
+    results = conformance.run("echo", conformance.EchoProfile(), options=options)
+    failed = [f"{r.name}: {r.message}" for r in results if r.status in ("fail", "error")]
+    assert not failed
+    passed = {r.name for r in results if r.status == "pass"}
+    assert {"kernel_info", "security", "schema", "shutdown", "restart", "robustness"} <= passed

@@ -158,6 +158,7 @@ class KernelClient:
         kernel_output: bool = False,
         budget: Budget | None = None,
         no_status: dict[str, str] | None = None,
+        transport_encryption: str = "disabled",
     ) -> None:
         self.kernel_output = kernel_output
         self.budget = budget or Budget()
@@ -170,7 +171,11 @@ class KernelClient:
         self.startup_timeout = startup_timeout
         ksm = spec_manager or KernelSpecManager()
         self.spec: KernelSpec = ksm.get_kernel_spec(kernel_name)
-        self.km = KernelManager(kernel_name=kernel_name, kernel_spec_manager=ksm)
+        self.km = KernelManager(
+            kernel_name=kernel_name,
+            kernel_spec_manager=ksm,
+            transport_encryption=transport_encryption,
+        )
         self.km.shutdown_wait_time = 3.0
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.socks: dict[str, zmq.Socket[Any]] = {}
@@ -222,6 +227,16 @@ class KernelClient:
         self.connect()
         self.wait_ready()
 
+    def secure(self, sock: zmq.Socket[Any]) -> zmq.Socket[Any]:
+        """Make ``sock`` a CurveZMQ client of the kernel when it was started with keys (JEP
+        145); call before connecting. As jupyter_client does, the connection file's key pair
+        authenticates the kernel and serves as the client's own."""
+        if self.km.curve_publickey is not None and self.km.curve_secretkey is not None:
+            sock.curve_secretkey = self.km.curve_secretkey
+            sock.curve_publickey = self.km.curve_publickey
+            sock.curve_serverkey = self.km.curve_publickey
+        return sock
+
     def connect(self) -> None:
         self.close_sockets()
         identity = uuid.uuid4().hex.encode()
@@ -231,7 +246,7 @@ class KernelClient:
             sock.linger = 0
             sock.identity = identity
             self._monitors[channel] = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
-            sock.connect(self.km._make_url(channel))
+            self.secure(sock).connect(self.km._make_url(channel))
             self.socks[channel] = sock
         self.iopub = self.new_iopub()
 
@@ -251,7 +266,7 @@ class KernelClient:
         sub = self.ctx.socket(zmq.SUB)
         sub.linger = 0
         sub.setsockopt(zmq.SUBSCRIBE, b"")
-        sub.connect(self.km._make_url("iopub"))
+        self.secure(sub).connect(self.km._make_url("iopub"))
         result: zmq.Socket[Any] = sub
         return result
 
@@ -665,7 +680,7 @@ class KernelClient:
     def heartbeat(self, timeout: float, payload: bytes = b"ping") -> bool:
         sock = self.ctx.socket(zmq.REQ)
         sock.linger = 0
-        sock.connect(self.km._make_url("hb"))
+        self.secure(sock).connect(self.km._make_url("hb"))
         try:
             sock.send(payload)
             wait = self.budget.limit(timeout)

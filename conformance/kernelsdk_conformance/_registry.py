@@ -50,6 +50,9 @@ class Options:
     check_budget: float = 60.0
     #: seconds a kernel may outlive its killed parent (ipykernel: about 1 s)
     parent_death_grace: float = 10.0
+    #: jupyter_client's CurveZMQ policy (JEP 145) for the clients of the checks: "disabled",
+    #: "auto" (keys when the kernelspec declares support) or "required"
+    transport_encryption: str = "disabled"
 
     def budget_for(self, check_name: str) -> float:
         """The time budget of one check."""
@@ -128,6 +131,7 @@ class Context:
                 kernel_output=self.options.kernel_output,
                 budget=self.budget,
                 no_status=self.no_status,
+                transport_encryption=self.options.transport_encryption,
             )
             self.clients.append(client)
             try:

@@ -53,6 +53,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="seconds one check may take, kernel start-up not counted (default 60)",
     )
     p.add_argument("--kernel-output", action="store_true", help="show the kernel's own output")
+    p.add_argument(
+        "--transport-encryption",
+        choices=["disabled", "auto", "required"],
+        default="disabled",
+        help="CurveZMQ (JEP 145) as jupyter_client's KernelManager.transport_encryption: "
+        "'required' runs the checks over encrypted sockets (default: disabled)",
+    )
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -67,6 +74,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         fuzz_budget=args.fuzz_budget,
         kernel_output=args.kernel_output,
         check_budget=args.check_budget,
+        transport_encryption=args.transport_encryption,
     )
     live = args.format == "table" and sys.stdout.isatty()
 

@@ -205,7 +205,7 @@ def robustness(ctx: Context) -> str:
     for _ in range(20):
         sock = kc.ctx.socket(zmq.DEALER)
         sock.linger = 0
-        sock.connect(kc.km._make_url("shell"))
+        kc.secure(sock).connect(kc.km._make_url("shell"))
         _, frames = kc.frames("kernel_info_request", {})
         sock.send_multipart(frames)
         sock.close(linger=0)
