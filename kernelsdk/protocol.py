@@ -14,7 +14,8 @@ client, a proxy or a test of the wire does. Everything here is pure Python over 
   :class:`InvalidMessage`);
 * the wire: :class:`Session` (framing, signing, replay checks), :class:`Message` and
   :class:`Header`, the :class:`Packer` s :data:`JSON` and :data:`MSGPACK`, and the start-up
-  handshake's :class:`Registration`.
+  handshake's :class:`Registration`;
+* the error shapes every kernel shares: :func:`error_content` and :func:`interrupt_error`.
 
 The objects are defined in private modules; this module only names them.
 """
@@ -41,6 +42,8 @@ from ._packers import Packer as Packer
 from ._packers import get_packer as get_packer
 from ._protocol import ExecutePlan as ExecutePlan
 from ._protocol import KernelProtocol as KernelProtocol
+from ._protocol import error_content as error_content
+from ._protocol import interrupt_error as interrupt_error
 from ._registration import Registration as Registration
 from ._session import DELIMITER as DELIMITER
 from ._session import Session as Session
@@ -72,5 +75,7 @@ __all__ = [
     "SentRequest",
     "Session",
     "Subscription",
+    "error_content",
     "get_packer",
+    "interrupt_error",
 ]

@@ -28,8 +28,7 @@ from kernelsdk import (
     StdinNotAllowedError,
 )
 from kernelsdk import mpi as kernelsdk_mpi
-from kernelsdk._protocol import interrupt_error  # not exported yet: the one definition
-from kernelsdk.protocol import Message
+from kernelsdk.protocol import Message, interrupt_error
 
 from ._ffi import load_library
 from ._literals import lua_literal, lua_table_literal
