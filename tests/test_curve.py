@@ -351,3 +351,48 @@ def test_conformance_suite_runs_encrypted(jupyter_env: JupyterEnv) -> None:
     assert not failed
     passed = {r.name for r in results if r.status == "pass"}
     assert {"kernel_info", "security", "schema", "shutdown", "restart", "robustness"} <= passed
+
+
+#: A kernel that declares CurveZMQ but ignores the keys: it drops them from the connection
+#: file before the echo kernel reads it, and so serves in plain text.
+IGNORES_KEYS = """
+import json, os, sys
+path = sys.argv[1]
+with open(path) as f:
+    info = json.load(f)
+info.pop("curve_publickey", None)
+info.pop("curve_secretkey", None)
+with open(path, "w") as f:
+    json.dump(info, f)
+os.execv(sys.executable, [sys.executable, "-m", "kernelsdk", "run", "echo", "-f", path])
+"""
+
+
+def test_conformance_encryption_check(jupyter_env: JupyterEnv, probe_curve: str) -> None:
+    """The ``encryption`` check passes echo, catches a kernel that declares CurveZMQ but
+    serves in plain text, and skips kernels that do not declare it."""
+    conformance = pytest.importorskip("kernelsdk_conformance")
+    spec = {
+        "argv": [sys.executable, "-c", IGNORES_KEYS, "{connection_file}"],
+        "display_name": "ignores its CurveZMQ keys",
+        "language": "echo",
+        "metadata": {"supported_encryption": ["curve"]},
+    }
+    faulty = jupyter_env.kernels_dir / "curve-ignored"
+    faulty.mkdir(exist_ok=True)
+    (faulty / "kernel.json").write_text(json.dumps(spec))
+    options = conformance.Options(timeout=8.0, shutdown_grace=4.0)
+
+    def verdict(kernel: str) -> tuple[str, str]:
+        [result] = conformance.run(
+            kernel, conformance.EchoProfile(), checks=["encryption"], options=options
+        )
+        return result.status, result.message
+
+    status, message = verdict("echo")
+    assert status == "pass", message
+    status, message = verdict("curve-ignored")
+    assert status == "fail", message
+    assert "never reached the kernel" in message
+    status, message = verdict("probe")
+    assert status == "skip" and "does not declare" in message, message

@@ -245,6 +245,9 @@ class KernelClient:
             sock = self.ctx.socket(zmq.DEALER)
             sock.linger = 0
             sock.identity = identity
+            # A DEALER blocks a send until some connection completes its handshake, which
+            # never happens with a kernel that refuses it (CURVE against plain text).
+            sock.sndtimeo = int(self.timeout * 1000)
             self._monitors[channel] = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
             self.secure(sock).connect(self.km._make_url(channel))
             self.socks[channel] = sock
@@ -290,8 +293,8 @@ class KernelClient:
         while True:
             if not self.alive():
                 raise KernelExitedAtStartup(f"kernel {self.kernel_name!r} exited during startup")
-            msg_id = self.send("shell", "kernel_info_request", {})
             try:
+                msg_id = self.send("shell", "kernel_info_request", {})
                 self.reply("shell", msg_id, timeout=1.0)
                 break
             except NoReply:
@@ -456,7 +459,13 @@ class KernelClient:
         return msg_id, [DELIM, signer.sign(parts), *parts]
 
     def send_frames(self, channel: str, frames: Sequence[bytes]) -> None:
-        self.socks[channel].send_multipart(list(frames))
+        try:
+            self.socks[channel].send_multipart(list(frames))
+        except zmq.Again:
+            raise NoReply(
+                f"could not send on {channel} within {self.timeout:g}s: no connection to the "
+                "kernel completed (a CurveZMQ handshake that fails never does)"
+            ) from None
 
     def send(
         self,

@@ -7,6 +7,7 @@
   restart, handshake, input_interrupt, shutdown_input, parent_death.
 * ``stdin_comms``: stdin, comms, comm_status, stop_on_error.
 * ``robustness``: security, robustness (with the fuzzer), schema.
+* ``transport``: encryption (CurveZMQ, JEP 145).
 * ``_helpers``: what several areas share (``expect``, ``status_ok``, ``bracket``, ...).
 
 Each check returns a pass message, or raises ``Skip`` / ``Fail`` with a precise reason. Spec
@@ -20,7 +21,7 @@ whatever its place here. A new check goes into its area's module and into ``ORDE
 from __future__ import annotations
 
 from .._registry import CHECKS
-from . import iopub, lifecycle, robustness, shell, stdin_comms
+from . import iopub, lifecycle, robustness, shell, stdin_comms, transport
 
 ORDER = (
     "kernel_info",
@@ -45,6 +46,7 @@ ORDER = (
     "robustness",
     "iopub_welcome",
     "handshake",
+    "encryption",
     "completion",
     "schema",
     "input_interrupt",
@@ -52,7 +54,7 @@ ORDER = (
     "parent_death",
 )
 
-_MODULES = (iopub, lifecycle, robustness, shell, stdin_comms)
+_MODULES = (iopub, lifecycle, robustness, shell, stdin_comms, transport)
 
 
 def _arrange() -> None:
