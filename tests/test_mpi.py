@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zmq
 from conftest import TESTS_DIR, JupyterEnv, start_kernel_pair, stop_kernel_pair
 from jupyter_client.blocking.client import BlockingKernelClient
 
@@ -176,6 +177,31 @@ def test_output_from_every_rank(mpi_env: JupyterEnv, ranks: int) -> None:
             results = [m for m in outputs if m["msg_type"] == "execute_result"]
             assert [m["content"]["data"]["text/plain"] for m in results] == [cell]
     finally:
+        stop_kernel_pair(km, kc)
+
+
+@pytest.mark.skipif(not zmq.has("curve"), reason="this pyzmq's libzmq has no CURVE (libsodium)")
+def test_mpi_variant_serves_encrypted(mpi_env: JupyterEnv) -> None:
+    """The MPI variant's kernelspec declares CurveZMQ; rank 0's sockets are CURVE servers
+    (JEP 145), so jupyter_client's required mode starts it and every rank's output arrives,
+    while a client without the key hears nothing."""
+    spec = json.loads((mpi_env.kernels_dir / "echo-mpi2" / "kernel.json").read_text())
+    assert spec["metadata"]["supported_encryption"] == ["curve"]
+    km, kc = start_kernel_pair(mpi_env, "echo-mpi2", transport_encryption="required")
+    ctx: zmq.Context[Any] = zmq.Context()
+    try:
+        assert km.curve_publickey is not None
+        assert lines(kc, "secret") == ["[rank 0] secret", "[rank 1] secret"]
+        info = km.get_connection_info()
+        plain = ctx.socket(zmq.SUB)
+        plain.linger = 0
+        plain.subscribe(b"")
+        plain.connect(f"tcp://{info['ip']}:{info['iopub_port']}")
+        assert lines(kc, "unheard") == ["[rank 0] unheard", "[rank 1] unheard"]
+        assert not plain.poll(1000)
+        assert kc.hb_channel.is_beating()
+    finally:
+        ctx.destroy(linger=0)  # closes the plain SUB too, even after a failed assertion
         stop_kernel_pair(km, kc)
 
 
