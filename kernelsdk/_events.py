@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from typing import Any, final
+from typing import Any, NamedTuple, final
 
 import attrs
 
@@ -86,13 +86,17 @@ class Outgoing:
 
 
 @final
-@attrs.frozen(slots=True)
-class Output:
+class Output(NamedTuple):
     """An IOPub message waiting in the runtime's output queue, built only when it is sent.
 
     Built late, so that adjacent ``stream`` outputs can still be merged into one message
     (:mod:`kernelsdk._stream_merge`). ``parent`` is the request it belongs to (None for
     ``starting`` and for comm traffic outside any request).
+
+    A :class:`~typing.NamedTuple`, not an attrs class like the events: five are made for
+    every execute request, and a frozen attrs instance takes half as long again to build
+    (0.8 against 0.5 µs), which showed in the echo kernel's CPU per request. It is immutable
+    all the same, and internal (the runtime's queue item, never given to kernel code).
     """
 
     msg_type: str

@@ -181,7 +181,8 @@ class RequestHandlers:
         except RemoteProtocolError as exc:
             await runtime.send_reply(req, protocol.bad_execute_reply(req, exc))
             return
-        self._queue(protocol.execute_input(req, plan))
+        if (input_output := protocol.execute_input(req, plan)) is not None:  # None if silent
+            runtime.queue(input_output)
         execution = Execution(req)
         ctx = ExecuteContext(
             request=req.message,
@@ -249,7 +250,10 @@ class RequestHandlers:
                 )
             execution.dropped_output = True
             return
-        self._queue(self.protocol.output(execution.request, msg_type, content, metadata, buffers))
+        # Not through _queue: this runs for every output of every cell.
+        output = self.protocol.output(execution.request, msg_type, content, metadata, buffers)
+        if output is not None:
+            self.runtime.queue(output)
 
     async def _user_expressions(self, expressions: dict[str, str]) -> dict[str, Any]:
         results: dict[str, Any] = {}

@@ -35,7 +35,7 @@ def collapse(items: list[Output]) -> list[Any]:
     """Adjacent plain streams of one name and parent joined, without any size limit."""
     out: list[Any] = []
     for item in items:
-        if out and plain(item) and isinstance(out[-1], tuple):
+        if out and plain(item) and not isinstance(out[-1], Output):  # a run collapsed here
             _, name, parent, text = out[-1]
             if name == item.content["name"] and parent is item.parent:
                 out[-1] = ("plain", name, parent, text + item.content["text"])
