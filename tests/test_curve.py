@@ -396,3 +396,101 @@ def test_conformance_encryption_check(jupyter_env: JupyterEnv, probe_curve: str)
     assert "never reached the kernel" in message
     status, message = verdict("probe")
     assert status == "skip" and "does not declare" in message, message
+
+
+# -- jupyter_server ---------------------------------------------------------------------------
+
+
+def test_jupyter_server_in_required_mode(jupyter_env: JupyterEnv, tmp_path: Path) -> None:
+    """A jupyter_server configured with transport_encryption="required" starts the echo kernel
+    with keys and runs a cell through its websocket."""
+    pytest.importorskip("jupyter_server")
+    import asyncio
+    import secrets
+    import socket
+    import urllib.request
+    import uuid
+
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    token = secrets.token_hex(16)
+    url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"token {token}"}
+
+    def api(method: str, path: str, body: bytes | None = None) -> Any:
+        request = urllib.request.Request(f"{url}{path}", data=body, method=method, headers=headers)
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            data = response.read()
+        return json.loads(data) if data else None
+
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "jupyter_server", "--no-browser", "--ip=127.0.0.1"),
+            *(f"--port={port}", "--port-retries=0", "--allow-root"),
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={tmp_path}",
+            "--MappingKernelManager.transport_encryption=required",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            assert proc.poll() is None, f"jupyter server exited with {proc.returncode}"
+            try:
+                api("GET", "/api/status")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "jupyter server never answered"
+                time.sleep(0.2)
+        kernel = api("POST", "/api/kernels", json.dumps({"name": "echo"}).encode())
+        connection_file = jupyter_env.runtime_dir / f"kernel-{kernel['id']}.json"
+        assert json.loads(connection_file.read_text())["curve_secretkey"]
+
+        async def execute() -> str:
+            ws = await websocket_connect(
+                HTTPRequest(
+                    f"ws://127.0.0.1:{port}/api/kernels/{kernel['id']}/channels", headers=headers
+                )
+            )
+            msg_id = uuid.uuid4().hex
+            request = {
+                "header": {
+                    "msg_id": msg_id,
+                    "msg_type": "execute_request",
+                    "username": "test",
+                    "session": uuid.uuid4().hex,
+                    "version": "5.3",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "content": {"code": "over an encrypted kernel", "silent": False},
+                "channel": "shell",
+            }
+            await ws.write_message(json.dumps(request))
+            texts = []
+            while True:
+                raw = await asyncio.wait_for(ws.read_message(), TIMEOUT)
+                assert isinstance(raw, str)
+                msg = json.loads(raw)
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                texts.append(json.dumps(msg["content"]))
+                if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                    ws.close()
+                    return "".join(texts)
+
+        assert "over an encrypted kernel" in asyncio.run(execute())
+        api("DELETE", f"/api/kernels/{kernel['id']}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
