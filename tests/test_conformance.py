@@ -201,6 +201,12 @@ def fault_results(specs: JupyterEnv) -> dict[str, list[Result]]:
         return dict(zip(names, pool.map(one, names), strict=True))
 
 
+#: The first test to use fault_results runs the whole suite on ~30 kernels (8 at a time): a
+#: few minutes on a loaded 2-core machine, more than pytest-timeout's default 120 s.
+FAULT_RUN_TIMEOUT = 900
+
+
+@pytest.mark.timeout(FAULT_RUN_TIMEOUT)
 @pytest.mark.parametrize("name", ["conf-probe", "conf-probe-msg"])
 def test_probe_passes_everything_it_supports(
     fault_results: dict[str, list[Result]], name: str
@@ -216,6 +222,7 @@ def test_probe_passes_everything_it_supports(
     assert skipped <= allowed, _explain(results)
 
 
+@pytest.mark.timeout(FAULT_RUN_TIMEOUT)
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_fault_is_caught_by_its_check_only(
     fault_results: dict[str, list[Result]], fault: str
