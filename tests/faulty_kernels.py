@@ -317,15 +317,23 @@ def _comm_no_status() -> None:
 
 
 def _publish_patch(change: Any) -> None:
-    original = _server.KernelServer.queue
+    # KernelServer.queue is bound per instance (the output channel's send_nowait): wrap it as
+    # each server is made.
+    original_init = _server.KernelServer.__init__
 
-    def queue(self: _server.KernelServer, item: Any) -> None:
-        if isinstance(item, _events.Output):
-            msg_type, parent = change(item.msg_type, item.parent)
-            item = _events.Output(msg_type, item.content, parent, item.metadata, item.buffers)
-        original(self, item)
+    def init(self: _server.KernelServer, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        original = self.queue
 
-    _server.KernelServer.queue = queue  # type: ignore[method-assign]
+        def queue(item: Any) -> None:
+            if isinstance(item, _events.Output):
+                msg_type, parent = change(item.msg_type, item.parent)
+                item = _events.Output(msg_type, item.content, parent, item.metadata, item.buffers)
+            original(item)
+
+        self.queue = queue
+
+    _server.KernelServer.__init__ = init  # type: ignore[method-assign]
 
 
 @fault("parentless_comm_close")

@@ -39,18 +39,26 @@ if FAULT == "ignores_parent_death":
 
 
 def _drop_status(drop: Any) -> None:
-    original = _server.KernelServer.queue
+    # KernelServer.queue is bound per instance (the output channel's send_nowait): wrap it as
+    # each server is made.
+    original_init = _server.KernelServer.__init__
 
-    def queue(self: _server.KernelServer, item: Any) -> None:
-        if (
-            isinstance(item, _events.Output)
-            and item.msg_type == "status"
-            and drop(item.content.get("execution_state"), item.parent)
-        ):
-            return
-        original(self, item)
+    def init(self: _server.KernelServer, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        original = self.queue
 
-    _server.KernelServer.queue = queue  # type: ignore[method-assign]
+        def queue(item: Any) -> None:
+            if (
+                isinstance(item, _events.Output)
+                and item.msg_type == "status"
+                and drop(item.content.get("execution_state"), item.parent)
+            ):
+                return
+            original(item)
+
+        self.queue = queue
+
+    _server.KernelServer.__init__ = init  # type: ignore[method-assign]
 
 
 def _input_survives_interrupt() -> None:
