@@ -304,14 +304,17 @@ class KernelClient:
                         f"{self.startup_timeout:g}s"
                     ) from None
         self.wait_connected(max(1.0, deadline - time.monotonic()))
-        self._settle_iopub(min(deadline, time.monotonic() + STATUS_WAIT))
+        self._settle_iopub(min(deadline, time.monotonic() + STATUS_WAIT), deadline)
 
-    def _settle_iopub(self, deadline: float) -> None:
+    def _settle_iopub(self, deadline: float, connect_deadline: float) -> None:
         """Wait until the IOPub subscription delivers the busy/idle of a kernel_info_request.
 
         A kernel that never publishes them is not waited for again and again: what is missing
         goes into :attr:`no_status`, and a later wait for such a status raises
-        :class:`NoStatus` at once.
+        :class:`NoStatus` at once. ``deadline`` bounds the wait once IOPub is seen to be
+        connected (a welcome or any message came); until then it is ``connect_deadline`` (the
+        start-up timeout), since a subscription that is slow to connect on a loaded machine
+        is no fault of the kernel's.
         """
         ids: list[str] = []
         mine: list[Msg] = []
@@ -320,7 +323,9 @@ class KernelClient:
             ids.append(msg_id)
             self.reply("shell", msg_id)
             # A SUB drops what is published before it is connected: ask again each second.
-            until = min(deadline, time.monotonic() + 1.0)
+            connected = bool(self.welcomes or self._iopub_backlog or mine)
+            limit = deadline if connected else connect_deadline
+            until = min(limit, time.monotonic() + 1.0)
             while (remaining := until - time.monotonic()) > 0:
                 assert self.iopub is not None
                 msg = self._recv(self.iopub, "iopub", remaining)
@@ -334,7 +339,9 @@ class KernelClient:
                 mine.append(msg)
                 if is_status(msg, "idle"):
                     return
-            if self._status_known or time.monotonic() >= deadline:
+            connected = bool(self.welcomes or self._iopub_backlog or mine)
+            limit = deadline if connected else connect_deadline
+            if self._status_known or time.monotonic() >= limit:
                 break
         if self._status_known:
             return  # the same kernel launched again: what it lacks is known already
