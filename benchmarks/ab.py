@@ -230,13 +230,21 @@ def medians(side: Side) -> dict[str, float]:
     return {m: statistics.median(v) for m, v in side.runs.items()}
 
 
-def paired_ratios(base: Side, new: Side) -> dict[str, float]:
+def ratio(new: float, base: float) -> float | None:
+    """new/base, or None when the base measured zero: CPU time comes from /proc in clock ticks
+    (10 ms here), so a short run can read 0 on both sides."""
+    return new / base if base else None
+
+
+def paired_ratios(base: Side, new: Side) -> dict[str, float | None]:
     """The median over repetitions of new/base within each repetition: the two kernels of a
     repetition ran seconds apart, so this cancels slower drift of the machine."""
-    return {
-        m: statistics.median(n / b for n, b in zip(new.runs[m], base.runs[m], strict=True))
-        for m in METRICS
-    }
+    result: dict[str, float | None] = {}
+    for m in METRICS:
+        pairs = [ratio(n, b) for n, b in zip(new.runs[m], base.runs[m], strict=True)]
+        known = [r for r in pairs if r is not None]
+        result[m] = statistics.median(known) if known else None
+    return result
 
 
 def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
@@ -307,7 +315,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         },
         "trees": {t.side: t.describe() for t in trees},
         "medians": med,
-        "ratios": {m: med["new"][m] / med["base"][m] for m in METRICS},
+        "ratios": {m: ratio(med["new"][m], med["base"][m]) for m in METRICS},
         "paired_ratios": paired_ratios(sides[0], sides[1]),
         "runs": {s.tree.side: s.runs for s in sides},
     }
@@ -315,6 +323,10 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
 
 def load(averages: list[float]) -> str:
     return " ".join(f"{x:.2f}" for x in averages)
+
+
+def shown(r: float | None) -> str:
+    return "n/a" if r is None else f"{r:.3f}"
 
 
 def report(result: dict[str, Any]) -> str:
@@ -341,7 +353,7 @@ def report(result: dict[str, Any]) -> str:
     for metric, direction in METRICS.items():
         lines.append(
             f"| {labels[metric]:<34} | {med['base'][metric]:>10.1f} | {med['new'][metric]:>10.1f}"
-            f" | {ratios[metric]:>8.3f} | {paired[metric]:>8.3f} |  >1: new {direction}"
+            f" | {shown(ratios[metric]):>8} | {shown(paired[metric]):>8} |  >1: new {direction}"
         )
     return "\n".join(lines)
 
