@@ -1,0 +1,1 @@
+"""Embedding a kernel in a running program (issue 11)."""
