@@ -107,3 +107,40 @@ def test_original_descriptors_stay_reachable_for_the_log() -> None:
 def test_install_twice_is_an_error() -> None:
     with capturing() as (capture, _), pytest.raises(RuntimeError, match="already installed"):
         capture.install()
+
+
+# -- CapturedOutput: the Trio side -------------------------------------------------------------
+
+
+def test_captured_output_goes_to_the_running_cell_then_to_the_log(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    import trio
+
+    from kernelsdk._captured_output import CapturedOutput
+
+    cell: list[tuple[str, str]] = []
+    routed = CapturedOutput()
+
+    async def main() -> None:
+        routed.bind(trio.lowlevel.current_trio_token())
+        with routed.into(lambda name, text: cell.append((name, text))):
+            # A UTF-8 character split across two writes arrives whole.
+            os.write(1, b"caf" + "é".encode()[:1])
+            os.write(1, "é".encode()[1:] + b"\n")
+            subprocess.run(["sh", "-c", "echo oops >&2"], check=True)
+            await trio.sleep(0)
+        # Leaving the cell flushed it: everything is there before the "reply" would be sent.
+        # (Pieces may arrive merged or split: only their concatenation per stream is fixed.)
+        assert "".join(t for n, t in cell if n == "stdout") == "café\n"
+        assert "".join(t for n, t in cell if n == "stderr") == "oops\n"
+        os.write(2, b"between cells\n")  # no cell runs: the kernel's log (original stderr)
+        routed.flush()
+
+    routed.install()
+    try:
+        trio.run(main)
+    finally:
+        routed.uninstall()
+    assert "between cells" not in "".join(t for _, t in cell)
+    assert "between cells\n" in capfd.readouterr().err
