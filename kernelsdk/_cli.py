@@ -87,6 +87,18 @@ def _parser() -> argparse.ArgumentParser:
         default="all",
         help="the ranks' output: all, labelled (default); rank 0 only; grouped after the cell",
     )
+    attach = p.add_argument_group("attaching to an embedded kernel (see kernelsdk.embed)")
+    attach.add_argument(
+        "--attach",
+        metavar="NAME",
+        help="instead of a KERNEL, install attach-NAME: a kernelspec that connects to the newest "
+        "running kernel a program embeds as NAME (shutdown detaches; the program runs on)",
+    )
+    attach.add_argument(
+        "--language",
+        default="python",
+        help="the language of the embedded kernel's cells, for frontends (default: python)",
+    )
     p.set_defaults(func=_cmd_install)
 
     p = sub.add_parser("list", help="list available kernels and where they are installed")
@@ -188,6 +200,8 @@ def _expand_families(names: list[str], available: Iterable[str]) -> list[str]:
 
 
 def _cmd_install(args: argparse.Namespace) -> int:
+    if args.attach is not None:
+        return _install_attach(args)
     from ._entrypoints import available_kernels
     from ._install import MPILaunch, install
 
@@ -230,17 +244,44 @@ def _cmd_install(args: argparse.Namespace) -> int:
     return status
 
 
+def _install_attach(args: argparse.Namespace) -> int:
+    from ._install import install_attach
+
+    if args.kernels or args.mpi is not None or args.env:
+        raise ConfigError("--attach NAME takes no KERNEL, --mpi or --env: the program runs it")
+    dest = install_attach(
+        args.attach,
+        user=args.user,
+        sys_prefix=args.sys_prefix,
+        prefix=args.prefix,
+        kernel_name=args.name,
+        display_name=args.display_name,
+        language=args.language,
+        replace=args.replace,
+    )
+    print(
+        f"Installed kernelspec {dest.name} (attaches to the embedded kernel {args.attach!r}) "
+        f"in {dest}"
+    )
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from ._entrypoints import available_kernels
-    from ._install import scan
+    from ._install import ATTACH_KERNEL_PREFIX, scan
 
     kernels = available_kernels()
     locations: dict[str, list[tuple[str, Path, bool]]] = {}
+    attach: dict[str, list[tuple[str, Path, bool]]] = {}
     visible: set[str] = set()
     for spec_name, path, kernel in scan():
         shadowed = spec_name in visible
         visible.add(spec_name)
-        if kernel is not None:
+        if kernel is not None and kernel.startswith(ATTACH_KERNEL_PREFIX):
+            attach.setdefault(kernel.removeprefix(ATTACH_KERNEL_PREFIX), []).append(
+                (spec_name, path, shadowed)
+            )
+        elif kernel is not None:
             locations.setdefault(kernel, []).append((spec_name, path, shadowed))
 
     if not kernels:
@@ -255,6 +296,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
         for kernel in sorted(locations):
             print(f"  {kernel}")
             _print_locations(locations[kernel])
+    if attach:
+        print("Kernelspecs attaching to embedded kernels (install --attach):")
+        for name in sorted(attach):
+            print(f"  {name}")
+            _print_locations(attach[name])
     return 0
 
 

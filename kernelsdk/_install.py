@@ -34,6 +34,23 @@ _RUN = ["-m", "kernelsdk", "run"]
 SPEC_METADATA: Final = {"supported_encryption": ["curve"]}
 
 
+#: The jupyter_client provisioner (entry-point name) of the kernelspecs that attach to an
+#: embedded kernel (:func:`install_attach`, :mod:`kernelsdk.embed._attach`).
+ATTACH_PROVISIONER: Final = "kernelsdk-attach"
+
+#: What :func:`kernel_of` says an attach kernelspec runs: the option that installed it.
+ATTACH_KERNEL_PREFIX: Final = "--attach "
+
+# argv of an attach kernelspec. jupyter_client never runs it (the provisioner connects to the
+# running kernel instead), but a kernelspec must have one: if something runs it anyway (a
+# client without provisioners), it says why it cannot work.
+_ATTACH_PLACEHOLDER: Final = (
+    "import sys; sys.exit('this kernelspec attaches to the running embedded kernel '"
+    " + repr(sys.argv[1]) + ' through the kernelsdk-attach provisioner of jupyter_client >= 7;'"
+    " ' it has no program to run')"
+)
+
+
 def validate_kernel_name(name: str) -> str:
     """``name`` lower-cased, or :class:`ConfigError` if it cannot be a kernelspec directory."""
     if not KERNEL_NAME_RE.match(name):
@@ -124,6 +141,60 @@ def kernelspec_for(
     )
 
 
+def attach_kernelspec(
+    name: str, *, display_name: str | None = None, language: str = "python"
+) -> KernelSpec:
+    """The kernelspec that attaches to the newest live embedded kernel called ``name``.
+
+    Its ``metadata.kernel_provisioner`` names the ``kernelsdk-attach`` provisioner with
+    ``config: {"name": name}``; ``display_name`` defaults to ``"Attach: <name>"``. Interrupts
+    go to the provisioner (``interrupt_mode`` ``signal``), which sends them as messages and
+    never signals the host.
+
+    Raises:
+        ConfigError: ``name`` is not a valid embedded kernel name.
+    """
+    from .embed._files import validate_name
+
+    try:
+        validate_name(name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return KernelSpec(
+        argv=[sys.executable, "-c", _ATTACH_PLACEHOLDER, name],
+        display_name=display_name or f"Attach: {name}",
+        language=language,
+        interrupt_mode="signal",
+        metadata={
+            "kernel_provisioner": {"provisioner_name": ATTACH_PROVISIONER, "config": {"name": name}}
+        },
+    )
+
+
+def install_attach(
+    name: str,
+    *,
+    user: bool = False,
+    sys_prefix: bool = False,
+    prefix: str | os.PathLike[str] | None = None,
+    kernel_name: str | None = None,
+    display_name: str | None = None,
+    language: str = "python",
+    replace: bool = False,
+) -> Path:
+    """Install the kernelspec that attaches to the embedded kernel ``name``
+    (:func:`attach_kernelspec`); return the spec directory, ``attach-<name>`` by default.
+
+    Raises:
+        ConfigError: invalid name, the spec exists and ``replace`` is false, or the location
+            cannot be written.
+    """
+    target = kernels_dir(user=user, sys_prefix=sys_prefix, prefix=prefix)
+    spec = attach_kernelspec(name, display_name=display_name, language=language)
+    kernel_name = validate_kernel_name(kernel_name or f"attach-{name}")
+    return _install_spec(target, kernel_name, spec, [], replace=replace)
+
+
 def _implementation(cls: type[Any]) -> str | None:
     """The class's ``implementation`` unless it is only the SDK base class's default."""
     for klass in cls.__mro__:
@@ -193,7 +264,12 @@ def install(
             kernel_name = f"{kernel_name}-mpi{mpi.ranks}"
         kernel_name = validate_kernel_name(kernel_name)
     spec = kernelspec_for(name, cls, display_name=display_name, env=env, mpi=mpi)
-    resources = _resource_files(cls)
+    return _install_spec(target, kernel_name, spec, _resource_files(cls), replace=replace)
+
+
+def _install_spec(
+    target: Path, kernel_name: str, spec: KernelSpec, resources: list[Path], *, replace: bool
+) -> Path:
     dest = target / kernel_name
     if (dest.exists() or dest.is_symlink()) and not replace:
         raise ConfigError(
@@ -254,12 +330,15 @@ def _write_error(target: Path, exc: OSError) -> str:
 
 def kernel_of(spec_dir: str | os.PathLike[str]) -> str | None:
     """The kernel (entry-point name or spec) a kernelsdk kernelspec runs, or ``None`` if the
-    directory holds no kernelspec written by kernelsdk."""
+    directory holds no kernelspec written by kernelsdk. For an attach kernelspec
+    (:func:`install_attach`) it is ``"--attach <name>"``."""
     try:
         with open(Path(spec_dir) / "kernel.json", encoding="utf-8") as f:
             data = json.load(f)
     except (OSError, ValueError):
         return None
+    if (attach := _attach_name(data)) is not None:
+        return ATTACH_KERNEL_PREFIX + attach
     argv = data.get("argv") if isinstance(data, dict) else None
     if not isinstance(argv, list):
         return None
@@ -268,6 +347,19 @@ def kernel_of(spec_dir: str | os.PathLike[str]) -> str | None:
             kernel = argv[i + len(_RUN)]
             return kernel if isinstance(kernel, str) else None
     return None
+
+
+def _attach_name(data: object) -> str | None:
+    """The embedded kernel's name in an attach kernelspec's ``kernel.json`` data, else None."""
+    metadata = data.get("metadata") if isinstance(data, dict) else None
+    provisioner = metadata.get("kernel_provisioner") if isinstance(metadata, dict) else None
+    if not isinstance(provisioner, dict):
+        return None
+    if provisioner.get("provisioner_name") != ATTACH_PROVISIONER:
+        return None
+    config = provisioner.get("config")
+    name = config.get("name") if isinstance(config, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def search_dirs() -> list[Path]:

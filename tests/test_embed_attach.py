@@ -16,10 +16,14 @@ from pathlib import Path
 
 import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
+from jupyter_client.provisioning import KernelProvisionerFactory
 
+from kernelsdk._cli import main
 from kernelsdk._connection import ConnectionInfo
 from kernelsdk._exceptions import ConfigError
+from kernelsdk._install import attach_kernelspec, kernel_of
 from kernelsdk.embed._files import (
     EmbeddedRecord,
     connection_file_path,
@@ -203,3 +207,64 @@ def test_read_record_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="bad 'kernelsdk_embed'"):
         read_record(bad)
     assert connection_file_path("x", 42).name == "kernelsdk-embed-x-42.json"
+
+
+# -- install --attach -----------------------------------------------------------------------------
+
+
+def test_install_attach_writes_a_kernelspec_jupyter_client_finds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prefix = tmp_path / "p"
+    assert main(["install", "--attach", "Sim.2", "--prefix", str(prefix)]) == 0
+    dest = prefix / "share" / "jupyter" / "kernels" / "attach-sim.2"
+    assert str(dest) in capsys.readouterr().out
+    ksm = KernelSpecManager(kernel_dirs=[str(dest.parent)])
+    spec = ksm.get_kernel_spec("attach-sim.2")
+    assert spec.display_name == "Attach: Sim.2"
+    assert spec.language == "python"
+    assert spec.metadata["kernel_provisioner"] == {
+        "provisioner_name": "kernelsdk-attach",
+        "config": {"name": "Sim.2"},
+    }
+    assert KernelProvisionerFactory.instance().is_provisioner_available(spec)
+    # The placeholder argv, if anything runs it, fails with a message saying why.
+    proc = subprocess.run(spec.argv, capture_output=True, text=True, check=False)
+    assert proc.returncode == 1
+    assert "kernelsdk-attach provisioner" in proc.stderr and "'Sim.2'" in proc.stderr
+
+    assert main(["list"]) == 0  # shown in its own section, not as an unavailable kernel
+    assert main(["remove", "attach-sim.2", "--prefix", str(prefix)]) == 0
+    assert not dest.exists()
+
+
+def test_install_attach_options(tmp_path: Path) -> None:
+    prefix = str(tmp_path / "p")
+    argv = ["install", "--attach", "sim", "--prefix", prefix, "--name", "heat"]
+    assert main([*argv, "--display-name", "Heat run", "--language", "c"]) == 0
+    spec = json.loads((tmp_path / "p/share/jupyter/kernels/heat/kernel.json").read_text())
+    assert (spec["display_name"], spec["language"]) == ("Heat run", "c")
+    assert kernel_of(tmp_path / "p/share/jupyter/kernels/heat") == "--attach sim"
+    assert main(argv) == 2  # exists
+    assert main([*argv, "--replace"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--attach", "a b"], "invalid embedded kernel name 'a b'"),
+        (["--attach", "sim", "echo"], "--attach NAME takes no KERNEL"),
+        (["--attach", "sim", "--mpi", "2"], "--attach NAME takes no KERNEL, --mpi"),
+    ],
+)
+def test_install_attach_errors(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["install", *argv, "--prefix", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "share").exists()
+
+
+def test_attach_kernelspec_refuses_bad_names() -> None:
+    with pytest.raises(ConfigError, match="invalid embedded kernel name"):
+        attach_kernelspec("../x")
