@@ -168,6 +168,25 @@ def _parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="write into DIRECTORY even if it is not empty"
     )
     p.set_defaults(func=_cmd_new)
+
+    p = sub.add_parser(
+        "config",
+        help="compiler flags for C, C++ and Fortran programs embedding a kernel (kernelsdk.h)",
+        description="Print the flags to build a host program against libkernelsdk-embed, like "
+        "python3-config: cc host.c $(python -m kernelsdk config --cflags --ldflags). The first "
+        "call builds the library for this Python environment (a C compiler is needed; "
+        "gfortran for --fflags) and caches it.",
+    )
+    for flag, text in (
+        ("--cflags", "-I for kernelsdk.h"),
+        ("--ldflags", "-L, -rpath and -l of the library"),
+        ("--fflags", "-I for the Fortran module kernelsdk (with --ldflags: its library too)"),
+        ("--include-dir", "the directory of kernelsdk.h"),
+        ("--lib-dir", "the directory of the library"),
+    ):
+        p.add_argument(flag, action="store_true", help=text)
+    p.add_argument("--verbose", action="store_true", help="show the compiler commands")
+    p.set_defaults(func=_cmd_config)
     return parser
 
 
@@ -387,4 +406,18 @@ def _cmd_new(args: argparse.Namespace) -> int:
     print("  pytest")
     print(f"  python -m kernelsdk conformance {args.name}   # finds its profile by entry point")
     print(f"  jupyter console --kernel {args.name}")
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from .embed._capi._build import flags
+
+    wanted = {
+        k: getattr(args, k) for k in ("cflags", "ldflags", "fflags", "include_dir", "lib_dir")
+    }
+    if not any(wanted.values()):
+        raise ConfigError(
+            "say what to print: --cflags, --ldflags, --fflags, --include-dir, --lib-dir"
+        )
+    print(" ".join(flags(**wanted, verbose=args.verbose)))
     return 0
