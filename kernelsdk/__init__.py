@@ -25,6 +25,7 @@ from ._exceptions import ProtocolError as ProtocolError
 from ._exceptions import RemoteProtocolError as RemoteProtocolError
 from ._exceptions import StdinNotAllowedError as StdinNotAllowedError
 from ._exceptions import TransportError as TransportError
+from ._executor import Executor as Executor
 from ._history import InMemoryHistory as InMemoryHistory
 from ._kernel import BaseKernel as BaseKernel
 from ._kernel import Completions as Completions
@@ -80,6 +81,7 @@ __all__ = [
     "ConnectionInfo",
     "ExecuteContext",
     "ExecutionError",
+    "Executor",
     "InMemoryHistory",
     "InputInterrupted",
     "IsComplete",

@@ -24,6 +24,8 @@ from ._message import Message
 T = TypeVar("T")
 MimeBundle = dict[str, Any]
 InputFn = Callable[[str, bool], Awaitable[str]]
+#: Runs blocking work for :meth:`ExecuteContext.run_blocking` (an :class:`~kernelsdk.Executor`'s).
+BlockingRunner = Callable[..., Awaitable[Any]]
 
 
 class ExecuteContext:
@@ -48,6 +50,7 @@ class ExecuteContext:
         allow_stdin: bool,
         publish: Publisher,
         request_input: InputFn,
+        run_blocking: BlockingRunner | None = None,
     ) -> None:
         self.request = request
         self.execution_count = execution_count
@@ -56,6 +59,7 @@ class ExecuteContext:
         self.allow_stdin = allow_stdin
         self._publish_in_trio = publish
         self._request_input = request_input
+        self._run_blocking = run_blocking
         self._trio_thread = threading.get_ident()
         self._token = trio.lowlevel.current_trio_token()
 
@@ -174,5 +178,11 @@ class ExecuteContext:
         hook is called to stop the native work, and this call raises at once even if ``fn``
         has not returned yet; the execution then ends, and output ``fn`` still sends is
         dropped (nothing of a request is published after its ``idle``).
+
+        A kernel embedded with safe points runs ``fn`` on the host's thread instead, at the
+        host's next safe point (see :mod:`kernelsdk.embed`).
         """
+        if self._run_blocking is not None:
+            result: T = await self._run_blocking(fn, *args)
+            return result
         return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)

@@ -27,13 +27,14 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from inspect import isawaitable
-from typing import Any, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import trio
 
 from ._context import ExecuteContext
 from ._events import Outgoing, Output, Request
 from ._exceptions import InputInterrupted, RemoteProtocolError
+from ._executor import Executor
 from ._kernel import BaseKernel, Completions, IsComplete
 from ._protocol import ExecutePlan, KernelProtocol, error_content, interrupt_error
 
@@ -41,6 +42,17 @@ log = logging.getLogger("kernelsdk")
 
 #: The request being handled in the current task; comm traffic gets it as parent.
 _current_request: ContextVar[Request | None] = ContextVar("kernelsdk_request", default=None)
+
+#: What a ``shutdown_request`` does: ``"stop"`` the kernel (a kernel process), or ``"detach"``
+#: the client that sent it (a kernel embedded in a host program, which keeps running and
+#: serving: another client may attach later).
+OnShutdown = Literal["stop", "detach"]
+
+#: Why a kernel that detaches on shutdown refuses a restart (the ``evalue`` of its reply).
+RESTART_REFUSED: Final = (
+    "this kernel is embedded in a host program, which keeps running: it cannot be restarted "
+    "from a client. Reconnect to it instead (its state is the host's)."
+)
 
 
 class Runtime(Protocol):
@@ -65,6 +77,9 @@ class Runtime(Protocol):
 
     def stop(self, restart: bool) -> None:
         """Stop serving once what is queued has been sent (the shutdown has been answered)."""
+
+    def detached(self) -> None:
+        """A client's shutdown request was answered by detaching it; the kernel serves on."""
 
 
 class Execution:
@@ -111,12 +126,27 @@ class RequestHandlers:
         kernel: the kernel whose hooks answer.
         protocol: builds every message and holds the rules.
         runtime: queues and sends what the handlers produce.
+        executor: where cells run (None: in the handling task, blocking work in a worker
+            thread).
+        on_shutdown: what a ``shutdown_request`` does (see :data:`OnShutdown`).
     """
 
-    def __init__(self, kernel: BaseKernel, protocol: KernelProtocol, runtime: Runtime) -> None:
+    def __init__(
+        self,
+        kernel: BaseKernel,
+        protocol: KernelProtocol,
+        runtime: Runtime,
+        *,
+        executor: Executor | None = None,
+        on_shutdown: OnShutdown = "stop",
+    ) -> None:
+        if on_shutdown not in ("stop", "detach"):
+            raise ValueError(f"on_shutdown must be 'stop' or 'detach', not {on_shutdown!r}")
         self.kernel = kernel
         self.protocol = protocol
         self.runtime = runtime
+        self.executor = executor
+        self.on_shutdown = on_shutdown
         self.executions: set[Execution] = set()
         self._comm_ids = 0
         kernel.comms.attach(self._publish_comm, self._new_comm_id)
@@ -157,6 +187,11 @@ class RequestHandlers:
         log.info("interrupt: %d execution(s) running", len(self.executions))
         for execution in self.executions:
             execution.interrupt()
+        if self.executor is not None:
+            try:
+                self.executor.interrupt()
+            except Exception:
+                log.exception("the executor's interrupt failed")
         try:
             self.kernel.do_interrupt()
         except Exception:
@@ -192,6 +227,7 @@ class RequestHandlers:
             allow_stdin=plan.allow_stdin,
             publish=functools.partial(self._publish_output, execution),
             request_input=functools.partial(runtime.request_input, execution),
+            run_blocking=None if self.executor is None else self.executor.run_blocking,
         )
         self.executions.add(execution)
         try:
@@ -220,7 +256,11 @@ class RequestHandlers:
         result: Any = None
         with execution.scope:
             try:
-                result = await self.kernel.do_execute(plan.code, ctx)
+                if self.executor is None:
+                    result = await self.kernel.do_execute(plan.code, ctx)
+                else:
+                    async with self.executor.cell():
+                        result = await self.kernel.do_execute(plan.code, ctx)
             except InputInterrupted:  # from a worker thread whose input the interrupt cut off
                 error = interrupt_error()
             except Exception as exc:
@@ -341,6 +381,9 @@ class RequestHandlers:
 
     async def _shutdown_request(self, req: Request) -> None:
         restart = bool(req.message.content.get("restart", False))
+        if self.on_shutdown == "detach":
+            await self._detach(req, restart)
+            return
         if self.executions:
             # The running cell ends with the kernel anyway. Interrupted first, it stops waiting
             # for input and frees what do_shutdown may need (a NativeRunner's interpreter).
@@ -351,6 +394,31 @@ class RequestHandlers:
         # ipykernel re-broadcasts the reply on IOPub so every client learns of the shutdown.
         self._queue(self.protocol.output(req, "shutdown_reply", content))
         self.runtime.stop(restart)
+
+    async def _detach(self, req: Request, restart: bool) -> None:
+        """A shutdown request to a kernel its host keeps running: the client goes, the kernel
+        stays. ``do_shutdown`` is not called (the kernel is not shutting down); a restart is
+        refused, since the host's state cannot be started afresh from outside."""
+        if restart:
+            await self._reply(
+                req,
+                {
+                    "status": "error",
+                    "ename": "RestartRefused",
+                    "evalue": RESTART_REFUSED,
+                    "traceback": [],
+                    "restart": True,
+                },
+            )
+            return
+        if self.executions:
+            # The client that started them is going: what they print would reach nobody.
+            self.interrupt()
+        content = {"status": "ok", "restart": False}
+        await self._reply(req, content)
+        # As a real shutdown does, so that every client of the session learns it has ended.
+        self._queue(self.protocol.output(req, "shutdown_reply", content))
+        self.runtime.detached()
 
     # -- comms --------------------------------------------------------------------------------
 

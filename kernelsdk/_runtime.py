@@ -19,6 +19,8 @@ import trio
 from ._clock import UtcClock
 from ._connection import ConnectionInfo
 from ._exceptions import RemoteProtocolError, TransportError
+from ._executor import Executor
+from ._handlers import OnShutdown
 from ._kernel import BaseKernel
 from ._packers import get_packer
 from ._parent import ParentWatch
@@ -68,6 +70,8 @@ async def open_kernel(
     packer: str = "json",
     connection_file: str | None = None,
     warn_unencrypted: bool = True,
+    executor: Executor | None = None,
+    on_shutdown: OnShutdown = "stop",
 ) -> AsyncIterator[KernelServer]:
     """Bind a kernel's sockets and serve it in the background.
 
@@ -82,6 +86,12 @@ async def open_kernel(
     a warning is logged (as ipykernel does) unless ``warn_unencrypted`` is false or the
     environment variable ``KERNELSDK_NO_ENCRYPTION_WARNING`` is set.
 
+    ``executor`` says where cells run (see :class:`~kernelsdk.Executor`; by default in the
+    kernel's Trio task, blocking work in worker threads). With ``on_shutdown="detach"`` (a
+    kernel embedded in a program that keeps running) a shutdown request ends only the client's
+    session: it is answered, ``do_shutdown`` is not called, the kernel keeps serving, and a
+    restart request is refused with an error reply (see :meth:`KernelServer.wait_detached`).
+
     Raises:
         TransportError: a socket cannot be bound, or the registrar did not acknowledge.
     """
@@ -89,7 +99,7 @@ async def open_kernel(
     _warn_if_plaintext(info, warn_unencrypted)
     session = Session(info.key.encode(), info.signature_scheme, get_packer(packer))
     protocol = KernelProtocol(session, session_id=uuid.uuid4().hex, clock=UtcClock())
-    server = KernelServer(kernel, transport, protocol)
+    server = KernelServer(kernel, transport, protocol, executor=executor, on_shutdown=on_shutdown)
     try:
         if info.registers:
             # Before serving: what the client sends after the acknowledgement waits in the

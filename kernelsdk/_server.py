@@ -39,7 +39,8 @@ import trio
 
 from ._events import Channel, InputReply, InvalidMessage, Outgoing, Output, Request
 from ._exceptions import InputInterrupted
-from ._handlers import Execution, RequestHandlers
+from ._executor import Executor
+from ._handlers import Execution, OnShutdown, RequestHandlers
 from ._kernel import BaseKernel
 from ._message import Message
 from ._protocol import COMM_MESSAGES, KernelProtocol
@@ -79,6 +80,11 @@ class KernelServer:
         protocol: the sans-IO protocol state for this kernel process.
         subscriber_grace: at most how long after the start shell requests wait for a first
             IOPub subscriber (see :meth:`_wait_for_subscriber`).
+        executor: where cells run (see :class:`~kernelsdk.Executor`); None: in the Trio
+            task, blocking work in worker threads.
+        on_shutdown: ``"stop"`` (serve until a shutdown request) or ``"detach"`` (a kernel
+            embedded in a host program: a shutdown request is answered but only ends that
+            client's session, :meth:`wait_detached` wakes, and a restart is refused).
     """
 
     def __init__(
@@ -88,6 +94,8 @@ class KernelServer:
         protocol: KernelProtocol,
         *,
         subscriber_grace: float = 1.0,
+        executor: Executor | None = None,
+        on_shutdown: OnShutdown = "stop",
     ) -> None:
         self.kernel = kernel
         self.transport = transport
@@ -110,7 +118,12 @@ class KernelServer:
         self._shutdown = trio.Event()
         self._stopped = trio.Event()
         self.shutdown_restart: bool | None = None
-        self.handlers = RequestHandlers(kernel, protocol, self)
+        #: How many shutdown requests have been answered by detaching (``on_shutdown="detach"``).
+        self.detach_count = 0
+        self._detaches = trio.lowlevel.ParkingLot()
+        self.handlers = RequestHandlers(
+            kernel, protocol, self, executor=executor, on_shutdown=on_shutdown
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -138,6 +151,12 @@ class KernelServer:
     def interrupt(self) -> None:
         """Interrupt the running execution (from SIGINT or ``interrupt_request``)."""
         self.handlers.interrupt()
+
+    async def wait_detached(self) -> None:
+        """Wait for the next shutdown request answered by detaching (``on_shutdown="detach"``),
+        and for its reply and broadcast to have been sent."""
+        await self._detaches.park()
+        await self._flush()  # the broadcast was queued before the wake-up
 
     # -- what the handlers use (the Runtime interface of kernelsdk._handlers) ------------------
 
@@ -204,6 +223,11 @@ class KernelServer:
         """Stop serving once what is queued has been sent (a shutdown has been answered)."""
         self.shutdown_restart = restart
         self._shutdown.set()
+
+    def detached(self) -> None:
+        """A shutdown request was answered by detaching: wake :meth:`wait_detached`."""
+        self.detach_count += 1
+        self._detaches.unpark_all()
 
     # -- the ordered writer -----------------------------------------------------------------
 

@@ -78,8 +78,11 @@ class ZmqTransport:
         sockets: dict[Channel, TrioSocket],
         heartbeat: Heartbeat,
         info: ConnectionInfo,
+        *,
+        owns_context: bool = False,
     ) -> None:
         self._context = context
+        self._owns_context = owns_context
         self._sockets = sockets
         self._heartbeat = heartbeat
         self.info = info
@@ -94,6 +97,7 @@ class ZmqTransport:
         """
         if info.encrypted:
             _check_curve(info)
+        owns_context = context is None
         context = context or zmq.Context()
         sockets: dict[Channel, TrioSocket] = {}
         ports: dict[str, int] = {}
@@ -130,8 +134,10 @@ class ZmqTransport:
         except BaseException:
             for s in sockets.values():
                 s.close(linger=0)
+            if owns_context:  # a port taken must not leave an I/O thread behind
+                context.destroy(linger=0)
             raise
-        return cls(context, sockets, heartbeat, info.with_ports(**ports))
+        return cls(context, sockets, heartbeat, info.with_ports(**ports), owns_context=owns_context)
 
     @property
     def ports(self) -> dict[str, int]:
@@ -196,10 +202,17 @@ class ZmqTransport:
             sock.close(linger=0)
 
     def close(self, linger: int = 1000) -> None:
-        """Close every socket; queued messages get ``linger`` ms to leave."""
+        """Close every socket; queued messages get ``linger`` ms to leave.
+
+        A context the transport created is terminated too (which waits for them to leave):
+        a process that embeds kernels one after another would otherwise keep a context and
+        its I/O thread per kernel it ever served.
+        """
         for sock in self._sockets.values():
             sock.close(linger=linger)
         self._heartbeat.stop()
+        if self._owns_context:
+            self._context.term()
         if self.info.transport == "ipc":
             for port in self.info.ports.values():
                 with contextlib.suppress(OSError):

@@ -28,6 +28,8 @@ from ._client_protocol import CLIENT_REQUESTS, ClientProtocol
 from ._clock import UtcClock
 from ._events import Channel, InvalidMessage
 from ._exceptions import RemoteProtocolError
+from ._executor import Executor
+from ._handlers import OnShutdown
 from ._kernel import BaseKernel
 from ._message import Message
 from ._protocol import KernelProtocol
@@ -256,13 +258,27 @@ def _parent_id(msg: Message) -> str | None:
 
 @asynccontextmanager
 async def open_test_kernel(
-    kernel: BaseKernel, *, key: bytes = b"kernelsdk-test-key"
+    kernel: BaseKernel,
+    *,
+    key: bytes = b"kernelsdk-test-key",
+    executor: Executor | None = None,
+    on_shutdown: OnShutdown = "stop",
 ) -> AsyncIterator[TestClient]:
-    """Serve ``kernel`` over a :class:`MemoryTransport` and yield a client for it."""
+    """Serve ``kernel`` over a :class:`MemoryTransport` and yield a client for it.
+
+    ``executor`` and ``on_shutdown`` are :func:`~kernelsdk.open_kernel`'s.
+    """
     transport = MemoryTransport()
     protocol = KernelProtocol(Session(key), session_id="test-kernel", clock=UtcClock())
     # In memory nothing connects late, so no request waits for an IOPub subscriber.
-    server = KernelServer(kernel, transport, protocol, subscriber_grace=0)
+    server = KernelServer(
+        kernel,
+        transport,
+        protocol,
+        subscriber_grace=0,
+        executor=executor,
+        on_shutdown=on_shutdown,
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve)
         client = TestClient(transport, Session(key))

@@ -258,6 +258,8 @@ class RootKernel(BaseKernel):
             allow_stdin=ctx.allow_stdin,
             publish=run.publish_local,
             request_input=lambda prompt, password: run.input(0, prompt, password),
+            # Where rank 0's cell runs blocking work: the host's thread, if it embeds the kernel.
+            run_blocking=ctx.run_blocking,
         )
         result: MimeBundle | str | None = None
         try:

@@ -16,6 +16,7 @@ import trio
 
 from .._context import ExecuteContext
 from .._exceptions import ExecutionError
+from .._executor import Executor
 from .._kernel import BaseKernel
 from .._message import Header, Message
 from .._protocol import error_content, interrupt_error
@@ -38,17 +39,26 @@ if TYPE_CHECKING:
     from mpi4py import MPI
 
 
-async def serve_worker(kernel: BaseKernel, comm: MPI.Intracomm) -> None:
-    """Serve rank 0's commands on a rank other than 0 until it says shut down."""
-    await Worker(kernel, comm).serve()
+async def serve_worker(
+    kernel: BaseKernel, comm: MPI.Intracomm, *, executor: Executor | None = None
+) -> None:
+    """Serve rank 0's commands on a rank other than 0 until it says shut down.
+
+    ``executor`` says where cells run, as :func:`~kernelsdk.open_kernel`'s does on rank 0 (an
+    embedded simulation runs them on its own thread, at its safe points).
+    """
+    await Worker(kernel, comm, executor=executor).serve()
 
 
 class Worker:
     """A rank other than 0: runs each cell rank 0 sends, reporting output and the end."""
 
-    def __init__(self, kernel: BaseKernel, comm: MPI.Intracomm) -> None:
+    def __init__(
+        self, kernel: BaseKernel, comm: MPI.Intracomm, *, executor: Executor | None = None
+    ) -> None:
         self.kernel = kernel
         self.comm = comm
+        self.executor = executor
         self.rank: int = comm.Get_rank()
         self._sends: list[MPI.Request] = []
         self._waiting: list[Command] = []  # commands that arrived while a cell ran
@@ -114,13 +124,18 @@ class Worker:
             allow_stdin=command.allow_stdin,
             publish=publish,
             request_input=ask_rank0,
+            run_blocking=None if self.executor is None else self.executor.run_blocking,
         )
         error: dict[str, Any] | None = None
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._listen, seq, scope, input_send)
                 try:
-                    await self.kernel.do_execute(command.code, ctx)
+                    if self.executor is None:
+                        await self.kernel.do_execute(command.code, ctx)
+                    else:
+                        async with self.executor.cell():
+                            await self.kernel.do_execute(command.code, ctx)
                 except Exception as exc:
                     error = error_content(exc)
                 nursery.cancel_scope.cancel()
@@ -143,6 +158,8 @@ class Worker:
                 continue
             if isinstance(command, InterruptCommand | ShutdownCommand):
                 cell.cancel()
+                if self.executor is not None:
+                    self.executor.interrupt()
                 self.kernel.do_interrupt()
             if not isinstance(command, InterruptCommand):
                 self._waiting.append(command)
