@@ -1,0 +1,595 @@
+"""A kernel embedded in an MPI program (a simulation) on every rank, with collective safe points.
+
+The host program runs on N ranks and calls :meth:`MpiEmbeddedKernel.poll` once per time step
+on every rank, at the same point of the step. Cells are whatever the kernel runs (Python, for
+:class:`~kernelsdk.embed.PythonKernel`); they run on the host's thread, inside ``poll``, on
+every rank at the *same* step, so a cell may use MPI collectives with the simulation paused at
+one consistent point.
+
+How the ranks agree
+-------------------
+Rank 0 serves the Jupyter protocol with :class:`kernelsdk.mpi.RootKernel` (other ranks run
+:func:`kernelsdk.mpi.serve_worker`), each rank in a thread of its own running Trio. Every
+rank's cells go through a :class:`CollectiveSafePoints` executor: a cell waits, busy, until its
+rank's host thread claims it in ``poll``.
+
+* Rank 0's ``poll`` claims the cell waiting there, if any, and broadcasts how many cells it has
+  claimed so far (one ``int64`` ``Bcast`` on a communicator of its own: the whole cost of a
+  poll with nothing to do). Rank 0 sends a cell to the other ranks only once it has claimed
+  it, so every other rank's k-th cell is rank 0's k-th claimed cell.
+* Every other rank's ``poll`` receives that count and, if it grew, waits until its kernel
+  thread has received the cell (it is on its way: rank 0 sent it when claiming) and claims it.
+* On each rank the host thread then runs the cell's blocking work (what
+  :meth:`~kernelsdk.ExecuteContext.run_blocking` is given) until the cell ends; rank 0's cell
+  ends when every rank has reported back, so rank 0 leaves ``poll`` after all the others.
+
+``poll`` returns the number of cells run, the same number on every rank, so a host may follow a
+poll that ran cells with a collective of its own (``heat.c`` broadcasts a new end step).
+
+The kernel's own messages between ranks travel on a duplicate of the host's communicator, the
+poll's broadcast on another, and the cells get a third as ``comm``: none of them can match the
+simulation's messages, and each is used by one thread at a time. MPI must have been initialized
+by the host with ``MPI_THREAD_MULTIPLE``; mpi4py neither initializes nor finalizes it.
+
+Interrupts: an interrupt request reaches every rank (rank 0 relays it); each raises
+``KeyboardInterrupt`` in its host thread while the cell's work runs there, the cell ends with
+the usual interrupt error, and ``poll`` returns: the simulation goes on. A rank waiting inside
+a blocking MPI call (a collective another rank left) cannot be interrupted; see the docs.
+
+A client's shutdown request detaches it (the simulation keeps running, another client may
+attach); :meth:`MpiEmbeddedKernel.stop`, called by the host on every rank, ends the kernel:
+rank 0 removes the connection file, tells every rank to stop and waits for them.
+"""
+
+from __future__ import annotations
+
+import array
+import collections
+import contextlib
+import ctypes
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import attrs
+import outcome
+import trio
+
+from .._connection import ConnectionInfo
+from .._exceptions import ConfigError, ExecutionError, KernelSDKError
+from .._kernel import BaseKernel
+from ..mpi._root import OutputMode, RootKernel
+from ..mpi._worker import serve_worker
+from ._files import remove_connection_file, validate_name, write_connection_file
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
+
+log = logging.getLogger("kernelsdk.embed")
+
+T = TypeVar("T")
+
+#: How long ``start``/``stop`` wait for the kernel thread before giving up with an error.
+THREAD_TIMEOUT: Final = 30.0
+#: How long a waiting host thread sleeps between checks that the kernel thread is alive.
+_WAKE: Final = 0.5
+
+
+class HostStopped(KernelSDKError):
+    """The host stopped the kernel before this cell could run."""
+
+
+# -- the host thread's work ------------------------------------------------------------------
+
+
+def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> None:
+    """Raise ``exc`` in thread ``thread_id`` at its next Python instruction (None: cancel one
+    not yet raised). The only way to stop Python code running on a thread we do not own."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else None
+    )
+
+
+@attrs.define(eq=False)
+class _Job:
+    """One call of ``run_blocking``: made on the kernel thread, run on the host thread."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    done: trio.Event
+    result: outcome.Outcome[Any] | None = None
+    thread: int | None = None  # the host thread, while it runs the job
+    interrupted: bool = False
+
+
+@attrs.define(eq=False)
+class _Cell:
+    """One cell of this rank, from the moment it waits for the host until it ends."""
+
+    number: int  # 1, 2, ... in the order cells reach this rank's executor
+    claimed: trio.Event
+    is_claimed: bool = False
+    refused: bool = False  # the kernel was stopped before the host claimed it
+    ended: bool = False
+
+
+class CollectiveSafePoints:
+    """Where the cells of one rank run: on the host's thread, inside a collective ``poll``.
+
+    Implements :class:`kernelsdk.Executor` on the kernel's Trio thread (``cell``,
+    ``run_blocking``, ``interrupt``); the host thread calls :meth:`poll` and :meth:`close`.
+
+    Args:
+        comm: the communicator of the poll's broadcast (used by the host thread only).
+        reinterrupt: rank 0 only: tells every rank to interrupt again (``RootKernel``'s
+            ``do_interrupt``), for the one interrupt that can land after the host claimed a
+            cell but before rank 0 sent it to the other ranks.
+    """
+
+    def __init__(self, comm: MPI.Intracomm, reinterrupt: Callable[[], None] | None) -> None:
+        self._comm = comm
+        self._root = comm.Get_rank() == 0
+        self._reinterrupt = reinterrupt
+        self._lock = threading.Condition()
+        self._waiting: collections.deque[_Cell] = collections.deque()
+        self._current: _Cell | None = None  # claimed and not ended
+        self._jobs: collections.deque[_Job] = collections.deque()
+        self._running: _Job | None = None
+        self._registered = 0  # cells that have reached this executor
+        self._claimed = 0  # cells this rank's host has claimed
+        self._count = array.array("q", [0])  # the poll's broadcast: rank 0's claimed count
+        self._closed = False
+        self._token: trio.lowlevel.TrioToken | None = None
+
+    def bind(self, token: trio.lowlevel.TrioToken) -> None:
+        """Called on the kernel thread once Trio runs there."""
+        self._token = token
+
+    # -- the kernel thread's side (kernelsdk.Executor) ---------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def cell(self) -> AsyncIterator[None]:
+        with self._lock:
+            if self._closed:
+                raise HostStopped("the host program has stopped this kernel")
+            self._registered += 1
+            cell = _Cell(self._registered, trio.Event())
+            self._waiting.append(cell)
+            self._lock.notify_all()
+        try:
+            await self._wait_claimed(cell)
+            yield
+        finally:
+            with self._lock:
+                cell.ended = True
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(cell)
+                self._lock.notify_all()
+
+    async def _wait_claimed(self, cell: _Cell) -> None:
+        if not self._root:
+            # Rank 0 has claimed this cell already (it sends none before): this rank's host
+            # will claim it at the same poll, whatever an interrupt says meanwhile. Giving up
+            # here would leave that poll waiting for it forever.
+            with trio.CancelScope(shield=True):
+                await cell.claimed.wait()
+        else:
+            try:
+                await cell.claimed.wait()
+            except trio.Cancelled:
+                with self._lock:
+                    if not cell.is_claimed:
+                        raise  # interrupted while waiting: it never runs on any rank
+                # Claimed as the interrupt came: the other ranks will wait for this cell, so
+                # it must start (rank 0 sends it to them first thing), then stop everywhere.
+                assert self._token is not None and self._reinterrupt is not None
+                self._token.run_sync_soon(self._reinterrupt)
+        if cell.refused:
+            raise HostStopped("the host program stopped this kernel before the cell could run")
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            in_cell = self._current is not None and not self._closed
+            job = _Job(fn, args, trio.Event())
+            if in_cell:
+                self._jobs.append(job)
+                self._lock.notify_all()
+        if not in_cell:
+            # Blocking work outside a cell (a comm handler): there is no safe point to wait
+            # for, so a worker thread does it, as in a kernel of its own.
+            return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
+        try:
+            await job.done.wait()
+        except trio.Cancelled:
+            with self._lock:
+                if job.thread is None and job.result is None:
+                    self._jobs.remove(job)  # not started: it never will
+                    raise
+                self._interrupt_job(job)
+            with trio.CancelScope(shield=True):
+                await job.done.wait()
+            raise
+        assert job.result is not None
+        if isinstance(job.result, outcome.Error) and isinstance(
+            job.result.error, KeyboardInterrupt
+        ):
+            raise ExecutionError("KeyboardInterrupt", "interrupted", [])
+        result: T = job.result.unwrap()
+        return result
+
+    def interrupt(self) -> None:
+        with self._lock:
+            if self._running is not None:
+                self._interrupt_job(self._running)
+
+    def _interrupt_job(self, job: _Job) -> None:
+        """Under the lock: raise KeyboardInterrupt in the host thread running ``job``."""
+        if job.thread is not None and not job.interrupted:
+            job.interrupted = True
+            _set_async_exc(job.thread, KeyboardInterrupt)
+
+    # -- the host thread's side --------------------------------------------------------------
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Collective: run the cells rank 0 has claimed since the last poll, on every rank.
+        Returns how many ran (the same on every rank)."""
+        if self._root:
+            cell = self._claim_on_root(timeout)
+        self._comm.Bcast([self._count, 1, _int64()], root=0)
+        if not self._root:
+            cell = self._claim_on_worker(self._count[0])
+        if cell is None:
+            return 0
+        self._serve(cell)
+        return 1
+
+    def _claim_on_root(self, timeout: float) -> _Cell | None:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not self._waiting and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._lock.wait(left)
+            if not self._waiting or self._closed:
+                return None
+            cell = self._waiting.popleft()
+            self._claim(cell)
+            self._count[0] = self._claimed
+            return cell
+
+    def _claim_on_worker(self, count: int) -> _Cell | None:
+        with self._lock:
+            if count == self._claimed:
+                return None
+            # Rank 0 claims one cell per poll and each reaches every rank in order.
+            number = self._claimed + 1
+            while not self._closed:
+                for cell in self._waiting:
+                    if cell.number == number:
+                        self._waiting.remove(cell)
+                        self._claim(cell)
+                        return cell
+                self._lock.wait(_WAKE)
+            return None
+
+    def _claim(self, cell: _Cell) -> None:
+        """Under the lock."""
+        cell.is_claimed = True
+        self._claimed += 1
+        self._current = cell
+        self._wake(cell.claimed.set)
+
+    def _serve(self, cell: _Cell) -> None:
+        """Run the cell's blocking work on this thread until the cell ends."""
+        me = threading.get_ident()
+        while True:
+            with self._lock:
+                while not self._jobs and not cell.ended and not self._closed:
+                    self._lock.wait(_WAKE)
+                if not self._jobs:
+                    self._current = None
+                    return
+                job = self._jobs.popleft()
+                job.thread = me
+                self._running = job
+            self._run(job, me)
+
+    def _run(self, job: _Job, me: int) -> None:
+        try:
+            try:
+                job.result = outcome.capture(job.fn, *job.args)
+            finally:
+                with self._lock:
+                    self._running = None
+                    job.thread = None
+                    if job.interrupted:
+                        _set_async_exc(me, None)  # not raised yet: the job is over anyway
+        except KeyboardInterrupt:
+            # Raised after the job returned, before the lock was taken: it is over anyway.
+            if job.result is None:
+                job.result = outcome.Error(KeyboardInterrupt())
+        self._wake(job.done.set)
+
+    def _wake(self, fn: Callable[[], object]) -> None:
+        if self._token is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(fn)
+
+    def close(self) -> None:
+        """The host stops the kernel: cells still waiting will not run."""
+        with self._lock:
+            self._closed = True
+            for cell in self._waiting:
+                cell.refused = True
+                self._wake(cell.claimed.set)
+            self._waiting.clear()
+            self._lock.notify_all()
+
+
+def _int64() -> Any:
+    from mpi4py import MPI
+
+    return MPI.INT64_T
+
+
+# -- MPI from a host that owns it ------------------------------------------------------------
+
+
+def host_world() -> MPI.Intracomm:
+    """``MPI.COMM_WORLD`` of a host that has initialized MPI itself, through mpi4py told not
+    to initialize or finalize it.
+
+    Raises:
+        ConfigError: mpi4py is missing, MPI is not initialized, or not with
+            ``MPI_THREAD_MULTIPLE`` (the kernel thread makes MPI calls while the host computes).
+    """
+    try:
+        import mpi4py
+
+        mpi4py.rc.initialize = False
+        mpi4py.rc.finalize = False
+        from mpi4py import MPI
+    except ImportError as exc:
+        raise ConfigError(
+            f"an MPI kernel needs mpi4py ({exc}): pip install mpi4py, built for the MPI "
+            "library the host program uses"
+        ) from None
+    if not MPI.Is_initialized() or MPI.Is_finalized():
+        raise ConfigError(
+            "MPI is not initialized: the host program must call MPI_Init_thread "
+            "(with MPI_THREAD_MULTIPLE) before it starts an MPI kernel, and stop the kernel "
+            "before MPI_Finalize"
+        )
+    if MPI.Query_thread() < MPI.THREAD_MULTIPLE:
+        raise ConfigError(
+            "MPI was initialized without MPI_THREAD_MULTIPLE: the kernel's thread makes MPI "
+            "calls while the host computes; call MPI_Init_thread(..., MPI_THREAD_MULTIPLE, "
+            "&provided) and check provided"
+        )
+    return MPI.COMM_WORLD
+
+
+# -- the handle ------------------------------------------------------------------------------
+
+
+class MpiEmbeddedKernel:
+    """A kernel embedded on every rank of an MPI program; see :func:`start_mpi_kernel`.
+
+    Every method but :attr:`connection_file` and :attr:`has_pending` is collective: every
+    rank calls it, at the same point of its program.
+    """
+
+    def __init__(
+        self,
+        kernel: BaseKernel,
+        name: str,
+        comm: MPI.Intracomm,
+        *,
+        info: ConnectionInfo | None,
+        connection_file: str | Path | None,
+        packer: str,
+        output: OutputMode,
+    ) -> None:
+        self.name = validate_name(name)
+        self.rank: int = comm.Get_rank()
+        self.size: int = comm.Get_size()
+        self.kernel = kernel
+        # Collective, in the same order on every rank.
+        self._kernel_comm = comm.Dup()  # rank 0 <-> the other ranks (kernel threads)
+        self._poll_comm = comm.Dup()  # the poll's broadcast (host threads)
+        self.comm: MPI.Intracomm = comm.Dup()  # the cells' own, as `comm`
+        self._root: RootKernel | None = None
+        if self.rank == 0:
+            self._root = RootKernel(kernel, self._kernel_comm, output)
+        self.executor = CollectiveSafePoints(
+            self._poll_comm, None if self._root is None else self._root.do_interrupt
+        )
+        self._info = info
+        self._requested_file = connection_file
+        self._packer = packer
+        self.connection_file: Path | None = None  # rank 0's, once started
+        self._stop: trio.Event | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    # -- start ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        namespace = getattr(self.kernel, "namespace", None)
+        if isinstance(namespace, dict):
+            namespace.setdefault("comm", self.comm)
+            namespace.setdefault("rank", self.rank)
+            namespace.setdefault("size", self.size)
+        target = self._serve_root if self.rank == 0 else self._serve_worker
+        self._thread = threading.Thread(
+            target=target, name=f"kernelsdk-{self.name}-rank{self.rank}", daemon=True
+        )
+        self._thread.start()
+        if not self._started.wait(THREAD_TIMEOUT) and self._start_error is None:
+            self._start_error = KernelSDKError("the kernel thread did not start")
+        # Rank 0 may fail to bind; every rank must learn it, or the others would serve a
+        # kernel nobody can reach and wait for it in every poll.
+        failed = self._poll_comm.bcast(
+            None if self._start_error is None else str(self._start_error), root=0
+        )
+        if failed is not None:
+            self._stop_thread()
+            self._free()
+            if self._start_error is not None:
+                raise self._start_error
+            raise KernelSDKError(f"rank 0 could not start the kernel: {failed}")
+
+    def _serve_root(self) -> None:
+        try:
+            trio.run(self._root_main)
+        except BaseException as exc:  # reported to the host thread by start()
+            if not self._started.is_set():
+                self._start_error = exc
+                self._started.set()
+            else:
+                log.exception("embedded MPI kernel %r failed", self.name)
+        finally:
+            if self._root is not None:
+                stuck = self._root.end_job()
+                if stuck:
+                    log.error("ranks %s did not stop with the kernel", stuck)
+
+    async def _root_main(self) -> None:
+        from .._runtime import open_kernel
+
+        assert self._root is not None
+        self._token = trio.lowlevel.current_trio_token()
+        self._stop = trio.Event()
+        self.executor.bind(self._token)
+        info = self._info
+        if info is None:
+            info = ConnectionInfo(key=_new_key())
+        async with open_kernel(
+            self._root,
+            info,
+            packer=self._packer,
+            executor=self.executor,
+            on_shutdown="detach",
+            warn_unencrypted=False,
+        ) as server:
+            bound = info.with_ports(**server.ports).connection_file()
+            self.connection_file = write_connection_file(
+                bound, self.name, path=self._requested_file
+            )
+            try:
+                self._started.set()
+                await self._stop.wait()
+            finally:
+                remove_connection_file(self.connection_file)
+
+    def _serve_worker(self) -> None:
+        async def main() -> None:
+            self._token = trio.lowlevel.current_trio_token()
+            self.executor.bind(self._token)
+            self._started.set()
+            await serve_worker(self.kernel, self._kernel_comm, executor=self.executor)
+
+        try:
+            trio.run(main)
+        except BaseException:
+            log.exception("embedded MPI kernel %r failed on rank %d", self.name, self.rank)
+            self._started.set()
+
+    # -- the step loop -------------------------------------------------------------------
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Collective safe point: run the cells that arrived since the last poll, on every
+        rank, here and now; returns how many ran (the same number on every rank). Rank 0
+        waits up to ``timeout`` seconds for a cell (the other ranks wait for rank 0)."""
+        if self._stopped:
+            raise KernelSDKError("poll after stop")
+        return self.executor.poll(timeout)
+
+    @property
+    def has_pending(self) -> bool:
+        """A cell waits for this rank's next poll (rank 0: for the next poll of all)."""
+        return bool(self.executor._waiting)
+
+    # -- stop ----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Collective: end the kernel on every rank. Rank 0 removes the connection file and
+        stops serving (clients see the kernel gone), then every rank's kernel thread ends.
+        Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.executor.close()
+        self._stop_thread()
+        # No rank frees the communicators while another's kernel thread may still use them.
+        self._poll_comm.Barrier()
+        self._free()
+
+    def _stop_thread(self) -> None:
+        if self.rank == 0 and self._token is not None and self._stop is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(self._stop.set)
+        # The other ranks' threads end on rank 0's shutdown command (RootKernel.end_job).
+        if self._thread is not None:
+            self._thread.join(THREAD_TIMEOUT)
+            if self._thread.is_alive():
+                log.error("the kernel thread of rank %d did not stop", self.rank)
+
+    def _free(self) -> None:
+        for c in (self._kernel_comm, self._poll_comm, self.comm):
+            with contextlib.suppress(Exception):
+                c.Free()
+
+    def __enter__(self) -> MpiEmbeddedKernel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _new_key() -> str:
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def start_mpi_kernel(
+    kernel: BaseKernel,
+    name: str,
+    *,
+    comm: MPI.Intracomm | None = None,
+    info: ConnectionInfo | None = None,
+    connection_file: str | Path | None = None,
+    packer: str = "json",
+    output: OutputMode = OutputMode.ALL,
+) -> MpiEmbeddedKernel:
+    """Collective: start ``kernel`` embedded on every rank of ``comm`` (default: the host's
+    ``COMM_WORLD``, see :func:`host_world`); every rank passes its own kernel instance.
+
+    Rank 0 serves the Jupyter protocol (on ``info``, default: tcp on 127.0.0.1 with free
+    ports and a new key) and writes the connection file (in Jupyter's runtime dir, or
+    ``connection_file``). Call :meth:`MpiEmbeddedKernel.poll` once per step on every rank and
+    :meth:`MpiEmbeddedKernel.stop` on every rank before ``MPI_Finalize``.
+
+    Raises:
+        ConfigError: MPI is not usable from here (see :func:`host_world`).
+        TransportError, KernelSDKError: rank 0 could not start (on every rank).
+    """
+    handle = MpiEmbeddedKernel(
+        kernel,
+        name,
+        host_world() if comm is None else comm,
+        info=info,
+        connection_file=connection_file,
+        packer=packer,
+        output=output,
+    )
+    handle.start()
+    return handle
