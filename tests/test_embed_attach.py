@@ -8,22 +8,29 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import nbformat
 import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from jupyter_client.provisioning import KernelProvisionerFactory
+from jupyter_core.utils import run_sync
+from nbclient import NotebookClient
 
 from kernelsdk._cli import main
 from kernelsdk._connection import ConnectionInfo
-from kernelsdk._exceptions import ConfigError
-from kernelsdk._install import attach_kernelspec, kernel_of
+from kernelsdk._exceptions import ConfigError, KernelNotFoundError
+from kernelsdk._install import attach_kernelspec, install_attach, kernel_of
+from kernelsdk.embed._attach import AttachProvisioner
 from kernelsdk.embed._files import (
     EmbeddedRecord,
     connection_file_path,
@@ -268,3 +275,289 @@ def test_install_attach_errors(
 def test_attach_kernelspec_refuses_bad_names() -> None:
     with pytest.raises(ConfigError, match="invalid embedded kernel name"):
         attach_kernelspec("../x")
+
+
+# -- attaching to a real embedded kernel ----------------------------------------------------------
+
+# A host program: embeds the probe kernel (tests/kernels_for_tests.py) as NAME, prints
+# "READY <connection file>", and runs until its stdin closes, then stops the kernel and exits.
+HOST = """
+import sys
+
+sys.path.insert(0, sys.argv[2])
+from kernels_for_tests import ProbeKernel
+
+import kernelsdk.embed
+
+if hasattr(kernelsdk.embed, "start_kernel"):
+    with kernelsdk.embed.start_kernel(ProbeKernel(), name=sys.argv[1]) as handle:
+        print("READY", handle.connection_file, flush=True)
+        sys.stdin.read()
+    sys.exit()
+
+# Until start_kernel exists: what it does, by hand (a kernel served from a thread of its own).
+import os, secrets, tempfile, threading
+
+import trio
+
+from kernelsdk import open_kernel
+from kernelsdk._connection import ConnectionInfo
+from kernelsdk.embed._files import remove_connection_file, write_connection_file
+
+bound = []
+ready = threading.Event()
+
+
+async def serve():
+    plain = os.path.join(tempfile.mkdtemp(), "kernel.json")
+    info = ConnectionInfo(key=secrets.token_hex(16))
+    async with open_kernel(ProbeKernel(), info, connection_file=plain, on_shutdown="detach"):
+        bound.append(ConnectionInfo.from_file(plain))
+        ready.set()
+        await trio.sleep_forever()
+
+
+threading.Thread(target=trio.run, args=(serve,), daemon=True).start()
+ready.wait()
+path = write_connection_file(bound[0], sys.argv[1])
+print("READY", path, flush=True)
+sys.stdin.read()
+remove_connection_file(path)
+os._exit(0)
+"""
+
+
+class Host:
+    """One host program embedding a kernel, as a subprocess."""
+
+    def __init__(self, script: Path, name: str, log: Path) -> None:
+        self.log = log
+        with log.open("wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(script), name, str(Path(__file__).parent)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+            )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.startswith("READY "), f"the host did not start: {log.read_text()}"
+        self.connection_file = Path(line.split(" ", 1)[1].strip())
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def quit(self) -> int:
+        """End the host as a program ends: it stops its kernel, which removes the file."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        status = self.proc.wait(timeout=60)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+        return status
+
+    def kill(self) -> None:
+        """End the host as a crash does: its connection file stays behind."""
+        self.proc.kill()
+        self.proc.wait(timeout=60)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            assert pipe is not None
+            pipe.close()
+
+
+class Attach:
+    """A private Jupyter: runtime dir, the kernelspec ``attach-sim``, and host programs."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.script = root / "host.py"
+        self.script.write_text(HOST, encoding="utf-8")
+        self.hosts: list[Host] = []
+        self.managers: list[KernelManager] = []
+
+    def host(self, name: str = "sim") -> Host:
+        host = Host(self.script, name, self.root / f"host-{len(self.hosts)}.log")
+        self.hosts.append(host)
+        return host
+
+    def attach(self, kernel_name: str = "attach-sim") -> tuple[KernelManager, BlockingKernelClient]:
+        km = KernelManager(kernel_name=kernel_name)
+        km.start_kernel()
+        self.managers.append(km)
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=60)
+        return km, kc
+
+    def close(self) -> None:
+        for km in self.managers:
+            if km.has_kernel:
+                km.shutdown_kernel(now=True)
+        for host in self.hosts:
+            if host.alive():
+                host.quit()
+
+
+@pytest.fixture
+def attach(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Attach]:
+    prefix = tmp_path / "p"
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+    monkeypatch.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
+    monkeypatch.setenv("KERNELSDK_NO_ENCRYPTION_WARNING", "1")
+    install_attach("sim", prefix=prefix)
+    env = Attach(tmp_path)
+    try:
+        yield env
+    finally:
+        env.close()
+
+
+def run(kc: BlockingKernelClient, code: str) -> tuple[str, str]:
+    """Run a cell; its reply status and its stdout."""
+    out: list[str] = []
+
+    def hook(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "stream":
+            out.append(msg["content"]["text"])
+
+    reply = kc.execute_interactive(code, timeout=60, output_hook=hook)
+    return reply["content"]["status"], "".join(out)
+
+
+def test_attach_runs_cells_detaches_and_attaches_again(attach: Attach) -> None:
+    host = attach.host()
+    km, kc = attach.attach()
+    assert isinstance(km.provisioner, AttachProvisioner)
+    assert km.provisioner.record is not None and km.provisioner.record.pid == host.pid
+    assert km.is_alive()
+    assert run(kc, "print hello from the notebook") == ("ok", "hello from the notebook\n")
+    kc.stop_channels()
+    km.shutdown_kernel()  # a detach: the host and its kernel run on
+    assert not km.is_alive()
+    assert host.alive() and host.connection_file.exists()
+
+    km2, kc2 = attach.attach()
+    assert run(kc2, "print again") == ("ok", "again\n")
+    # A restart is a detach and a new attach: the same host, which runs on.
+    km2.restart_kernel()
+    assert km2.is_alive() and host.alive()
+    assert run(kc2, "print after restart") == ("ok", "after restart\n")
+    km2.shutdown_kernel(now=True)  # kill: a detach too, no signal
+    assert host.alive()
+    kc2.stop_channels()
+    assert host.quit() == 0
+    assert not host.connection_file.exists()
+
+
+def started(kc: BlockingKernelClient, code: str) -> str:
+    """Send a cell and return once it runs (its execute_input is published); its msg_id."""
+    msg_id = kc.execute(code)
+    while True:
+        msg = kc.get_iopub_msg(timeout=60)
+        if msg["msg_type"] == "execute_input" and msg["parent_header"]["msg_id"] == msg_id:
+            return msg_id
+
+
+def test_provisioner_info_attaches_again(attach: Attach) -> None:
+    host = attach.host()
+    km, kc = attach.attach()
+    assert isinstance(km.provisioner, AttachProvisioner)
+    saved = run_sync(km.provisioner.get_provisioner_info)()
+    assert saved["connection_file"] == str(host.connection_file)
+    restored = AttachProvisioner(kernel_id=saved["kernel_id"], kernel_spec=km.kernel_spec)
+    run_sync(restored.load_provisioner_info)(json.loads(json.dumps(saved)))
+    assert restored.has_process and run_sync(restored.poll)() is None
+    assert restored.record is not None and restored.record.pid == host.pid
+    kc.stop_channels()
+    host.kill()
+    assert run_sync(restored.poll)() == 1
+    restored = AttachProvisioner(kernel_id=saved["kernel_id"], kernel_spec=km.kernel_spec)
+    run_sync(restored.load_provisioner_info)(saved)
+    assert not restored.has_process  # the host is gone: nothing to attach to
+
+
+def test_interrupt_reaches_the_cell_and_no_signal_reaches_the_host(attach: Attach) -> None:
+    host = attach.host()
+    km, kc = attach.attach()
+    msg_id = started(kc, "asleep 600")
+    km.interrupt_kernel()
+    reply = kc.get_shell_msg(timeout=60)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["status"] == "error"
+    for signum in (signal.SIGTERM, signal.SIGKILL, signal.SIGINT):
+        km.signal_kernel(signum)
+    assert run(kc, "print still here") == ("ok", "still here\n")
+    assert host.alive()
+    kc.stop_channels()
+    km.shutdown_kernel()
+    assert host.quit() == 0
+
+
+def test_the_newest_live_kernel_is_chosen_and_dead_ones_skipped(attach: Attach) -> None:
+    older = attach.host()
+    newer = attach.host()
+    attach.host("other")  # another name: never chosen
+    km, kc = attach.attach()
+    assert km.provisioner is not None
+    assert km.provisioner.connection_info["shell_port"] == (
+        ConnectionInfo.from_file(newer.connection_file).shell_port
+    )
+    newer.kill()  # its file stays behind
+    assert newer.connection_file.exists()
+    assert not km.is_alive()
+    # The manager's restart (what a restarter does for a dead kernel) attaches to the other.
+    km.restart_kernel(now=True)
+    assert km.is_alive()
+    kc.stop_channels()
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
+    assert run(kc, "print the older one") == ("ok", "the older one\n")
+    assert isinstance(km.provisioner, AttachProvisioner)
+    assert km.provisioner.record is not None and km.provisioner.record.pid == older.pid
+    kc.stop_channels()
+    km.shutdown_kernel()
+    assert older.alive()
+
+
+def test_no_live_kernel_is_a_clear_error(attach: Attach) -> None:
+    attach.host().kill()  # a dead host's file, skipped
+    km = KernelManager(kernel_name="attach-sim")
+    with pytest.raises(KernelNotFoundError) as info:
+        km.start_kernel()
+    message = str(info.value)
+    assert "no embedded kernel named 'sim' is running" in message
+    assert str(attach.root / "runtime") in message
+
+
+def test_the_kernel_is_gone_when_the_host_exits(attach: Attach) -> None:
+    crashing = attach.host()
+    km, kc = attach.attach()
+    crashing.kill()
+    assert not km.is_alive()
+    kc.stop_channels()
+    km.shutdown_kernel()  # nothing to wait for: returns at once, no error
+
+    ending = attach.host()
+    km, kc = attach.attach()
+    assert ending.quit() == 0  # a normal exit: the kernel stops, its file goes
+    assert not km.is_alive()
+    kc.stop_channels()
+    km.shutdown_kernel()
+
+
+def test_nbclient_runs_a_notebook_through_the_attach_kernelspec(attach: Attach) -> None:
+    host = attach.host()
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("print first"), nbformat.v4.new_code_cell("print second")]
+    )
+    for _ in range(2):  # each run attaches, then detaches when it ends
+        NotebookClient(nb, kernel_name="attach-sim", timeout=60).execute()
+        assert [c.outputs[0]["text"] for c in nb.cells] == ["first\n", "second\n"]
+        assert host.alive()
+    assert host.quit() == 0

@@ -12,7 +12,8 @@ KernelManager. The host owns the kernel, so this provisioner never signals it:
   running for the next client;
 * an interrupt (the kernelspec's ``interrupt_mode`` is ``signal``, so it comes here as SIGINT) is
   sent as an ``interrupt_request`` on the control channel, except the one jupyter_client sends
-  on its way to a shutdown, so a detach leaves a running cell alone;
+  on its way to a shutdown: what a detach does to a running cell is the embedded kernel's
+  decision, made when it answers the ``shutdown_request``;
 * :meth:`poll` reports the kernel gone when the host process exits or the host stops the kernel
   (its connection file is removed or replaced);
 * a restart detaches and attaches again, to the newest live kernel of that name (the same one if
@@ -166,7 +167,7 @@ class AttachProvisioner(KernelProvisionerBase):
             return
         if getattr(self.parent, "shutting_down", False):
             # jupyter_client interrupts a kernel before it shuts it down. Here the shutdown is a
-            # detach: the host's cell runs on, so it is not interrupted.
+            # detach, and the embedded kernel decides what it means for a running cell.
             return
         self._send_interrupt_request(record)
 
