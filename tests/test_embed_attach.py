@@ -20,6 +20,7 @@ from typing import Any
 import nbformat
 import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.ioloop import IOLoopKernelRestarter
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from jupyter_client.provisioning import KernelProvisionerFactory
@@ -548,6 +549,31 @@ def test_the_kernel_is_gone_when_the_host_exits(attach: Attach) -> None:
     assert ending.quit() == 0  # a normal exit: the kernel stops, its file goes
     assert not km.is_alive()
     kc.stop_channels()
+    km.shutdown_kernel()
+
+
+def test_the_restarter_reports_a_kernel_whose_host_exited_dead(attach: Attach) -> None:
+    host = attach.host()
+    km, kc = attach.attach()
+    kc.stop_channels()
+    host.kill()
+    # What a server's restarter does every few seconds, here called by hand: each restart
+    # finds no live kernel and keeps the dead one, until the restarter gives up.
+    restarter = IOLoopKernelRestarter(kernel_manager=km, restart_limit=2)
+    events: list[str] = []
+    restarter.add_callback(lambda: events.append("restart"), "restart")
+    restarter.add_callback(lambda: events.append("dead"), "dead")
+    for _ in range(3):
+        restarter.poll()
+    assert events == ["restart", "restart", "dead"]
+    assert not km.is_alive()
+    # A restart a user asks for says why it cannot.
+    with pytest.raises(KernelNotFoundError, match="no embedded kernel named 'sim'"):
+        km.restart_kernel()
+    # Once a host runs again, a restart attaches to it.
+    attach.host()
+    km.restart_kernel(now=True)
+    assert km.is_alive()
     km.shutdown_kernel()
 
 

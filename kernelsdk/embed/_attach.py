@@ -60,6 +60,8 @@ class AttachProvisioner(KernelProvisionerBase):
     # file, one that starts another of the same name replaces it (a new inode).
     _file_id: tuple[int, int] | None = None
     _context: zmq.Context[Any] | None = None
+    # The kernel whose host exited, detached by a kill on the way to a restart (see kill).
+    _gone: EmbeddedRecord | None = None
 
     @property
     def has_process(self) -> bool:
@@ -90,9 +92,17 @@ class AttachProvisioner(KernelProvisionerBase):
         """
         name = self._checked_name()
         found = find_embedded(name)
-        if not found:
+        gone, self._gone = self._gone, None
+        if found:
+            record = found[0]
+        elif gone is not None:
+            # The restarter's restart of a kernel whose host has exited (see kill): the kernel
+            # stays reported dead, so the restarter gives up after its retries and reports it
+            # dead, instead of failing every few seconds for ever.
+            self.log.warning("No embedded kernel named %r is running: it stays dead", name)
+            record = gone
+        else:
             raise KernelNotFoundError(_none_running(name))
-        record = found[0]
         _check_transport(record)
         self._attach(record)
         self.log.info(
@@ -190,7 +200,19 @@ class AttachProvisioner(KernelProvisionerBase):
             sock.close()
 
     async def kill(self, restart: bool = False) -> None:
-        """Detach (the host is never killed)."""
+        """Detach (the host is never killed).
+
+        A kill then a restart is what jupyter_client's restarter does to a kernel it found
+        dead. If the host has exited and no other runs by the time of the new attach, that
+        attach takes the dead kernel again rather than fail: the restarter sees it dead on each
+        retry and then reports it dead, as for a kernel process that cannot start. (A restart
+        asked for by a user shuts down instead of killing, and fails with a clear error.)
+        """
+        # (The manager passes restart=False to kill even on its way to a restart: cleanup
+        # knows, and forgets the dead kernel unless a restart follows.)
+        record = self._record
+        if record is not None and not host_alive(record.pid, record.started):
+            self._gone = record
         self._detach()
 
     async def terminate(self, restart: bool = False) -> None:
@@ -207,6 +229,8 @@ class AttachProvisioner(KernelProvisionerBase):
     async def cleanup(self, restart: bool = False) -> None:
         """Detach and close the socket used for interrupts."""
         self._detach()
+        if not restart:
+            self._gone = None
         if self._context is not None:
             self._context.destroy(linger=100)
             self._context = None
