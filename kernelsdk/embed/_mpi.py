@@ -62,6 +62,7 @@ from .._connection import ConnectionInfo
 from .._exceptions import ConfigError, ExecutionError, KernelSDKError
 from .._kernel import BaseKernel
 from ..mpi._root import OutputMode, RootKernel
+from ..mpi._wire import Nudge
 from ..mpi._worker import serve_worker
 from ._files import remove_connection_file, validate_name, write_connection_file
 
@@ -76,6 +77,10 @@ T = TypeVar("T")
 THREAD_TIMEOUT: Final = 30.0
 #: How long a waiting host thread sleeps between checks that the kernel thread is alive.
 _WAKE: Final = 0.5
+#: The longest an idle worker rank's kernel thread sleeps between two looks for a command
+#: from rank 0. A cell never waits for it (the host thread wakes it when rank 0 announces one
+#: in the poll); an interrupt of a running cell may, this long at most.
+IDLE_WORKER_SLEEP: Final = 0.1
 
 
 class HostStopped(KernelSDKError):
@@ -127,12 +132,20 @@ class CollectiveSafePoints:
         reinterrupt: rank 0 only: tells every rank to interrupt again (``RootKernel``'s
             ``do_interrupt``), for the one interrupt that can land after the host claimed a
             cell but before rank 0 sent it to the other ranks.
+        expect: other ranks: called on the kernel thread when the poll learns that rank 0 has
+            sent a cell (or is about to stop the kernel), so it looks for the command at once.
     """
 
-    def __init__(self, comm: MPI.Intracomm, reinterrupt: Callable[[], None] | None) -> None:
+    def __init__(
+        self,
+        comm: MPI.Intracomm,
+        reinterrupt: Callable[[], None] | None,
+        expect: Callable[[], None] | None = None,
+    ) -> None:
         self._comm = comm
         self._root = comm.Get_rank() == 0
         self._reinterrupt = reinterrupt
+        self._expect = expect
         self._lock = threading.Condition()
         self._waiting: collections.deque[_Cell] = collections.deque()
         self._current: _Cell | None = None  # claimed and not ended
@@ -265,6 +278,8 @@ class CollectiveSafePoints:
         with self._lock:
             if count == self._claimed:
                 return None
+            if self._expect is not None:
+                self._wake(self._expect)
             # Rank 0 claims one cell per poll and each reaches every rank in order.
             number = self._claimed + 1
             while not self._closed:
@@ -323,6 +338,8 @@ class CollectiveSafePoints:
         """The host stops the kernel: cells still waiting will not run."""
         with self._lock:
             self._closed = True
+            if self._expect is not None:
+                self._wake(self._expect)  # rank 0's shutdown command is on its way
             for cell in self._waiting:
                 cell.refused = True
                 self._wake(cell.claimed.set)
@@ -405,8 +422,11 @@ class MpiEmbeddedKernel:
         self._root: RootKernel | None = None
         if self.rank == 0:
             self._root = RootKernel(kernel, self._kernel_comm, output)
+        self._nudge = Nudge(IDLE_WORKER_SLEEP)
         self.executor = CollectiveSafePoints(
-            self._poll_comm, None if self._root is None else self._root.do_interrupt
+            self._poll_comm,
+            None if self._root is None else self._root.do_interrupt,
+            None if self._root is not None else self._nudge.wake,
         )
         self._info = info
         self._requested_file = connection_file
@@ -494,7 +514,9 @@ class MpiEmbeddedKernel:
             self._token = trio.lowlevel.current_trio_token()
             self.executor.bind(self._token)
             self._started.set()
-            await serve_worker(self.kernel, self._kernel_comm, executor=self.executor)
+            await serve_worker(
+                self.kernel, self._kernel_comm, executor=self.executor, nudge=self._nudge
+            )
 
         try:
             trio.run(main)

@@ -133,9 +133,34 @@ def send(comm: MPI.Intracomm, message: Command | Report, dest: int) -> MPI.Reque
     return comm.isend(message, dest=dest, tag=tag)
 
 
-async def receive_command(comm: MPI.Intracomm) -> Command:
+class Nudge:
+    """Lets a rank wait for commands with long sleeps and still get one at once when a local
+    event says it is coming: a simulation's worker idles between steps for long stretches
+    (each wake-up costs CPU the simulation could use), and its host thread knows, in its
+    collective poll, when rank 0 has sent it a cell.
+
+    Args:
+        max_sleep: the longest sleep between two looks for a message.
+    """
+
+    def __init__(self, max_sleep: float) -> None:
+        self.max_sleep = max_sleep
+        self._event = trio.Event()
+
+    def wake(self) -> None:
+        """Look for a message now (call on the Trio thread)."""
+        self._event.set()
+
+    async def sleep(self, seconds: float) -> None:
+        with trio.move_on_after(seconds):
+            await self._event.wait()
+        if self._event.is_set():
+            self._event = trio.Event()
+
+
+async def receive_command(comm: MPI.Intracomm, nudge: Nudge | None = None) -> Command:
     """The next command from rank 0 (on a rank other than 0)."""
-    command: Command = await _poll(comm, 0, TAG_COMMAND)
+    command: Command = await _poll(comm, 0, TAG_COMMAND, nudge)
     return command
 
 
@@ -154,7 +179,7 @@ def receive_report_nowait(comm: MPI.Intracomm) -> Report | None:
     return report
 
 
-async def _poll(comm: MPI.Intracomm, source: int, tag: int) -> Any:
+async def _poll(comm: MPI.Intracomm, source: int, tag: int, nudge: Nudge | None = None) -> Any:
     """Receive one message without blocking the thread: improbe, yielding in between.
 
     Messages come in bursts (a cell's command, then its reports), so for a short while after
@@ -172,8 +197,10 @@ async def _poll(comm: MPI.Intracomm, source: int, tag: int) -> Any:
             # Let other processes run first: ranks often outnumber cores.
             os.sched_yield()
             await trio.lowlevel.checkpoint()
-        else:
+        elif nudge is None:
             await trio.sleep(min(MAX_POLL_SLEEP, idle / 20))
+        else:
+            await nudge.sleep(min(nudge.max_sleep, idle / 20))
 
 
 def _any_source() -> int:

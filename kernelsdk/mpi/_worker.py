@@ -28,6 +28,7 @@ from ._wire import (
     InputReplyCommand,
     InputRequestReport,
     InterruptCommand,
+    Nudge,
     OutputReport,
     Report,
     ShutdownCommand,
@@ -40,25 +41,36 @@ if TYPE_CHECKING:
 
 
 async def serve_worker(
-    kernel: BaseKernel, comm: MPI.Intracomm, *, executor: Executor | None = None
+    kernel: BaseKernel,
+    comm: MPI.Intracomm,
+    *,
+    executor: Executor | None = None,
+    nudge: Nudge | None = None,
 ) -> None:
     """Serve rank 0's commands on a rank other than 0 until it says shut down.
 
     ``executor`` says where cells run, as :func:`~kernelsdk.open_kernel`'s does on rank 0 (an
-    embedded simulation runs them on its own thread, at its safe points).
+    embedded simulation runs them on its own thread, at its safe points); ``nudge`` lets it
+    wait for commands with long sleeps, woken when a command is known to be coming.
     """
-    await Worker(kernel, comm, executor=executor).serve()
+    await Worker(kernel, comm, executor=executor, nudge=nudge).serve()
 
 
 class Worker:
     """A rank other than 0: runs each cell rank 0 sends, reporting output and the end."""
 
     def __init__(
-        self, kernel: BaseKernel, comm: MPI.Intracomm, *, executor: Executor | None = None
+        self,
+        kernel: BaseKernel,
+        comm: MPI.Intracomm,
+        *,
+        executor: Executor | None = None,
+        nudge: Nudge | None = None,
     ) -> None:
         self.kernel = kernel
         self.comm = comm
         self.executor = executor
+        self.nudge = nudge
         self.rank: int = comm.Get_rank()
         self._sends: list[MPI.Request] = []
         self._waiting: list[Command] = []  # commands that arrived while a cell ran
@@ -72,7 +84,7 @@ class Worker:
             if self._waiting:
                 command = self._waiting.pop(0)
             else:
-                command = await receive_command(self.comm)
+                command = await receive_command(self.comm, self.nudge)
             if isinstance(command, ShutdownCommand):
                 await self.kernel.do_shutdown(command.restart)
                 self.report(ByeReport(seq=command.seq, rank=self.rank))
@@ -151,7 +163,7 @@ class Worker:
     ) -> None:
         """While a cell runs: act on interrupts, pass input replies, keep other commands."""
         while True:
-            command = await receive_command(self.comm)
+            command = await receive_command(self.comm, self.nudge)
             if isinstance(command, InputReplyCommand):
                 if command.seq == seq:
                     inputs.send_nowait(command)
