@@ -536,6 +536,15 @@ def test_no_live_kernel_is_a_clear_error(attach: Attach) -> None:
     assert str(attach.root / "runtime") in message
 
 
+def test_an_ipc_kernel_is_refused_with_the_reason(attach: Attach) -> None:
+    ipc = ConnectionInfo(transport="ipc", ip=str(attach.root / "k"), shell_port=1, key="k")
+    write_connection_file(ipc, "sim")  # "embedded" in this process, which is alive
+    km = KernelManager(kernel_name="attach-sim")
+    with pytest.raises(ConfigError, match="serves over ipc, which cannot be attached"):
+        km.start_kernel()
+    assert not km.has_kernel
+
+
 def test_the_kernel_is_gone_when_the_host_exits(attach: Attach) -> None:
     crashing = attach.host()
     km, kc = attach.attach()

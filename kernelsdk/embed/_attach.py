@@ -87,8 +87,9 @@ class AttachProvisioner(KernelProvisionerBase):
 
         Raises:
             KernelNotFoundError: no live embedded kernel of that name (the message names the
-                runtime directory searched and any dead hosts skipped).
-            ConfigError: the kernel uses the ipc transport (see :meth:`_check_transport`).
+                runtime directory searched).
+            ConfigError: the kernel serves over ipc, which cannot be attached (jupyter_client
+                deletes the socket files of a kernel it shuts down).
         """
         name = self._checked_name()
         found = find_embedded(name)
