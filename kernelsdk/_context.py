@@ -11,15 +11,20 @@ publish nothing either, and it is logged.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
 from ._events import Publisher
 from ._exceptions import StdinNotAllowedError
 from ._message import Message
+
+if TYPE_CHECKING:
+    from ._captured_output import CapturedOutput
 
 T = TypeVar("T")
 MimeBundle = dict[str, Any]
@@ -51,6 +56,7 @@ class ExecuteContext:
         publish: Publisher,
         request_input: InputFn,
         run_blocking: BlockingRunner | None = None,
+        native_output: CapturedOutput | None = None,
     ) -> None:
         self.request = request
         self.execution_count = execution_count
@@ -60,6 +66,7 @@ class ExecuteContext:
         self._publish_in_trio = publish
         self._request_input = request_input
         self._run_blocking = run_blocking
+        self._native_output = native_output
         self._trio_thread = threading.get_ident()
         self._token = trio.lowlevel.current_trio_token()
 
@@ -84,6 +91,18 @@ class ExecuteContext:
             trio.from_thread.run_sync(
                 self._publish_in_trio, msg_type, content, metadata, buffers, trio_token=self._token
             )
+
+    def native_output(self, into: ExecuteContext | None = None) -> AbstractContextManager[None]:
+        """While the block runs, what the process's captured descriptors 1 and 2 carry is
+        this execution's ``stream`` output; leaving the block publishes all of it.
+
+        Internal: the framework brackets each ``do_execute`` so; a relay that runs the cell
+        under a context of its own passes it as ``into`` (:mod:`kernelsdk.mpi` labels rank
+        0's output so). Does nothing when the descriptors are not captured.
+        """
+        if self._native_output is None:
+            return contextlib.nullcontext()
+        return self._native_output.into((into or self).stream)
 
     def stream(self, name: str, text: str) -> None:
         """Send text to ``stdout`` or ``stderr``."""

@@ -27,7 +27,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from inspect import isawaitable
-from typing import Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 import trio
 
@@ -37,6 +37,9 @@ from ._exceptions import InputInterrupted, RemoteProtocolError
 from ._executor import Executor
 from ._kernel import BaseKernel, Completions, IsComplete
 from ._protocol import ExecutePlan, KernelProtocol, error_content, interrupt_error
+
+if TYPE_CHECKING:
+    from ._captured_output import CapturedOutput
 
 log = logging.getLogger("kernelsdk")
 
@@ -129,6 +132,8 @@ class RequestHandlers:
         executor: where cells run (None: in the handling task, blocking work in a worker
             thread).
         on_shutdown: what a ``shutdown_request`` does (see :data:`OnShutdown`).
+        native_output: the process's captured descriptors, when the kernel owns them: what
+            they carry while a cell runs is that cell's output, all of it before its reply.
     """
 
     def __init__(
@@ -139,6 +144,7 @@ class RequestHandlers:
         *,
         executor: Executor | None = None,
         on_shutdown: OnShutdown = "stop",
+        native_output: CapturedOutput | None = None,
     ) -> None:
         if on_shutdown not in ("stop", "detach"):
             raise ValueError(f"on_shutdown must be 'stop' or 'detach', not {on_shutdown!r}")
@@ -147,6 +153,7 @@ class RequestHandlers:
         self.runtime = runtime
         self.executor = executor
         self.on_shutdown = on_shutdown
+        self.native_output = native_output
         self.executions: set[Execution] = set()
         self._comm_ids = 0
         kernel.comms.attach(self._publish_comm, self._new_comm_id)
@@ -228,6 +235,7 @@ class RequestHandlers:
             publish=functools.partial(self._publish_output, execution),
             request_input=functools.partial(runtime.request_input, execution),
             run_blocking=None if self.executor is None else self.executor.run_blocking,
+            native_output=self.native_output,
         )
         self.executions.add(execution)
         try:
@@ -254,7 +262,7 @@ class RequestHandlers:
         result's text for the history."""
         error: dict[str, Any] | None = None
         result: Any = None
-        with execution.scope:
+        with execution.scope, ctx.native_output():
             try:
                 if self.executor is None:
                     result = await self.kernel.do_execute(plan.code, ctx)

@@ -62,6 +62,10 @@ class BaseKernel:
         interrupt_mode: ``"signal"`` (SIGINT) or ``"message"`` (``interrupt_request``).
         resources: a directory whose ``logo-*`` files are installed with the kernelspec.
         kernelspec_env: environment variables written into ``kernel.json``.
+        capture_native_output: when the kernel owns its process (``python -m kernelsdk run``),
+            what is written to descriptors 1 and 2 while a cell runs (C code, subprocesses)
+            becomes that cell's ``stream`` output; outside cells it goes to the kernel's log.
+            Off by default; kernels that run native code turn it on.
 
     Instance attributes, ready before the first request:
 
@@ -83,6 +87,7 @@ class BaseKernel:
     interrupt_mode: ClassVar[Literal["signal", "message"]] = "signal"
     resources: ClassVar[str | os.PathLike[str] | None] = None
     kernelspec_env: ClassVar[dict[str, str]] = {}
+    capture_native_output: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.comms = CommManager()

@@ -10,12 +10,13 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Final
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Final, TextIO
 
 import trio
 
+from ._captured_output import CapturedOutput
 from ._clock import UtcClock
 from ._connection import ConnectionInfo
 from ._exceptions import RemoteProtocolError, TransportError
@@ -72,6 +73,7 @@ async def open_kernel(
     warn_unencrypted: bool = True,
     executor: Executor | None = None,
     on_shutdown: OnShutdown = "stop",
+    native_output: CapturedOutput | None = None,
 ) -> AsyncIterator[KernelServer]:
     """Bind a kernel's sockets and serve it in the background.
 
@@ -92,6 +94,10 @@ async def open_kernel(
     session: it is answered, ``do_shutdown`` is not called, the kernel keeps serving, and a
     restart request is refused with an error reply (see :meth:`KernelServer.wait_detached`).
 
+    ``native_output`` (internal): the process's captured descriptors, installed by
+    :func:`run_kernel` for a kernel that asks (``capture_native_output``). Descriptors belong
+    to the whole process, so a kernel opened here never captures them on its own.
+
     Raises:
         TransportError: a socket cannot be bound, or the registrar did not acknowledge.
     """
@@ -99,7 +105,14 @@ async def open_kernel(
     _warn_if_plaintext(info, warn_unencrypted)
     session = Session(info.key.encode(), info.signature_scheme, get_packer(packer))
     protocol = KernelProtocol(session, session_id=uuid.uuid4().hex, clock=UtcClock())
-    server = KernelServer(kernel, transport, protocol, executor=executor, on_shutdown=on_shutdown)
+    server = KernelServer(
+        kernel,
+        transport,
+        protocol,
+        executor=executor,
+        on_shutdown=on_shutdown,
+        native_output=native_output,
+    )
     try:
         if info.registers:
             # Before serving: what the client sends after the acknowledgement waits in the
@@ -137,26 +150,55 @@ async def _serve(
     packer: str,
     created: bool,
     parent: ParentWatch | None,
+    capture_output: bool | None,
 ) -> None:
     kernel = kernel_factory()
     write_back = created or info.registers or 0 in info.ports.values()
-    async with open_kernel(
-        kernel, info, packer=packer, connection_file=path if write_back else None
-    ) as server:
-        log.info("%s ready, connection file %s", type(kernel).__name__, path)
-        with trio.open_signal_receiver(signal.SIGINT) as signals:
-            async with trio.open_nursery() as nursery:
+    with native_output(kernel, capture_output) as captured:
+        async with open_kernel(
+            kernel,
+            info,
+            packer=packer,
+            connection_file=path if write_back else None,
+            native_output=captured,
+        ) as server:
+            log.info("%s ready, connection file %s", type(kernel).__name__, path)
+            await _serve_until_stopped(server, parent)
 
-                async def forward_interrupts() -> None:
-                    async for _ in signals:
-                        server.interrupt()
 
-                nursery.start_soon(forward_interrupts)
-                if parent is not None:
-                    nursery.start_soon(_stop_when_orphaned, parent, server, nursery.cancel_scope)
-                await server.wait_stopped()
-                nursery.cancel_scope.cancel()
-        # Leaving open_kernel stops the server and closes the sockets, releasing the ports.
+@contextmanager
+def native_output(kernel: BaseKernel, capture: bool | None) -> Iterator[CapturedOutput | None]:
+    """Descriptors 1 and 2 captured for the Trio run, if the kernel (or ``capture``) asks.
+
+    Only for a process the kernel owns: descriptors belong to the whole process.
+    """
+    if not (kernel.capture_native_output if capture is None else capture):
+        yield None
+        return
+    captured = CapturedOutput()
+    captured.install()
+    try:
+        captured.bind(trio.lowlevel.current_trio_token())
+        yield captured
+    finally:
+        captured.uninstall()
+
+
+async def _serve_until_stopped(server: KernelServer, parent: ParentWatch | None) -> None:
+    """Forward SIGINT as interrupts, and stop when orphaned, until a shutdown is answered."""
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def forward_interrupts() -> None:
+                async for _ in signals:
+                    server.interrupt()
+
+            nursery.start_soon(forward_interrupts)
+            if parent is not None:
+                nursery.start_soon(_stop_when_orphaned, parent, server, nursery.cancel_scope)
+            await server.wait_stopped()
+            nursery.cancel_scope.cancel()
+    # Leaving open_kernel then stops the server and closes the sockets, releasing the ports.
 
 
 async def _stop_when_orphaned(
@@ -179,6 +221,7 @@ def run_kernel(
     packer: str = "json",
     log_level: str = "WARNING",
     watch_parent: bool = False,
+    capture_output: bool | None = None,
 ) -> None:
     """Serve a kernel on the sockets described by ``connection_file`` until shutdown.
 
@@ -191,6 +234,9 @@ def run_kernel(
     when its frontend dies: the process named by ``JPY_PARENT_PID`` if that is an ancestor,
     else the parent. Off by default: a process that serves a kernel of its own is the one to
     decide when it ends.
+
+    ``capture_output`` overrides the kernel's ``capture_native_output``: whether what is
+    written to descriptors 1 and 2 while a cell runs becomes the cell's output.
     """
     # Ignored from the first moment: the client's interrupt must not kill a starting kernel.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -198,8 +244,19 @@ def run_kernel(
     parent = ParentWatch.from_environment() if watch_parent else None
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.WARNING),
-        stream=sys.stderr,
+        stream=log_stream(),
         format="[%(name)s %(levelname)s] %(message)s",
     )
     info, created = _load_or_create(connection_file)
-    trio.run(_serve, kernel_factory, info, connection_file, packer, created, parent)
+    trio.run(_serve, kernel_factory, info, connection_file, packer, created, parent, capture_output)
+
+
+def log_stream() -> TextIO:
+    """Where a kernel process logs: its stderr as it is now. A duplicate of the descriptor, so
+    that when descriptor 2 is captured later the log still goes there and never loops back
+    into a cell's output."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr: log where Python would
+        return sys.stderr
+    return os.fdopen(os.dup(fd), "w", buffering=1, errors="backslashreplace")

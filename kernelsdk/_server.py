@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -46,6 +46,9 @@ from ._message import Message
 from ._protocol import COMM_MESSAGES, KernelProtocol
 from ._stream_merge import merge_streams
 from ._transport import Transport
+
+if TYPE_CHECKING:
+    from ._captured_output import CapturedOutput
 
 log = logging.getLogger("kernelsdk")
 
@@ -85,6 +88,8 @@ class KernelServer:
         on_shutdown: ``"stop"`` (serve until a shutdown request) or ``"detach"`` (a kernel
             embedded in a host program: a shutdown request is answered but only ends that
             client's session, :meth:`wait_detached` wakes, and a restart is refused).
+        native_output: the process's captured descriptors 1 and 2, if the kernel owns them
+            (see :class:`~kernelsdk._captured_output.CapturedOutput`).
     """
 
     def __init__(
@@ -96,6 +101,7 @@ class KernelServer:
         subscriber_grace: float = 1.0,
         executor: Executor | None = None,
         on_shutdown: OnShutdown = "stop",
+        native_output: CapturedOutput | None = None,
     ) -> None:
         self.kernel = kernel
         self.transport = transport
@@ -122,7 +128,12 @@ class KernelServer:
         self.detach_count = 0
         self._detaches = trio.lowlevel.ParkingLot()
         self.handlers = RequestHandlers(
-            kernel, protocol, self, executor=executor, on_shutdown=on_shutdown
+            kernel,
+            protocol,
+            self,
+            executor=executor,
+            on_shutdown=on_shutdown,
+            native_output=native_output,
         )
 
     # -- lifecycle --------------------------------------------------------------------------

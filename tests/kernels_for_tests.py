@@ -52,6 +52,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -205,6 +206,11 @@ class ProbeKernel(BaseKernel):
                 ctx.display({"image/png": PNG_BASE64, "text/plain": "<png image>"})
             elif command == "clear":
                 ctx.clear_output()
+            elif command == "sh":
+                # Native output: the shell writes to the kernel process's descriptors.
+                await ctx.run_blocking(_shell, arg)
+            elif command == "printf":
+                await ctx.run_blocking(_c_printf, arg)
             elif command == "touch":
                 Path(arg).touch()
             elif command == "print":
@@ -246,6 +252,26 @@ class ProbeKernel(BaseKernel):
 
 class ProbeMessageKernel(ProbeKernel):
     interrupt_mode = "message"
+
+
+class CapturingProbeKernel(ProbeKernel):
+    """The probe with its process's descriptors 1 and 2 captured into cells."""
+
+    capture_native_output = True
+
+
+def _shell(command: str) -> None:
+    subprocess.run(command, shell=True, check=False)
+
+
+def _c_printf(text: str) -> None:
+    """``printf`` from C, called through cffi: buffered by C's stdio, not by Python."""
+    import cffi
+
+    ffi = cffi.FFI()
+    ffi.cdef("int printf(const char *format, ...);")
+    libc = ffi.dlopen(None)
+    libc.printf(b"%s\n", ffi.new("char[]", text.encode()))
 
 
 class NativeProbeKernel(BaseKernel):

@@ -82,11 +82,16 @@ def run_mpi_kernel(
     log_level: str = "WARNING",
     output: OutputMode = OutputMode.ALL,
     watch_parent: bool = False,
+    capture_output: bool = True,
 ) -> None:
     """Run on every rank: rank 0 serves the kernel, the others serve rank 0.
 
     With ``watch_parent``, rank 0 watches the frontend (see :func:`kernelsdk.run_kernel`);
     when it dies, rank 0 shuts down and tells every rank to, as on a shutdown request.
+
+    With ``capture_output`` (the default), what each rank's native code and subprocesses
+    write to descriptors 1 and 2 while a cell runs is that rank's output of the cell,
+    labelled like the rest; a launcher would otherwise print it, unlabelled, on its terminal.
     """
     global _world
     comm = _world = _comm_world()
@@ -101,7 +106,12 @@ def run_mpi_kernel(
 
         try:
             run_kernel(
-                root, connection_file, packer=packer, log_level=log_level, watch_parent=watch_parent
+                root,
+                connection_file,
+                packer=packer,
+                log_level=log_level,
+                watch_parent=watch_parent,
+                capture_output=capture_output,
             )
         except KernelSDKError as exc:
             # Rank 0 cannot serve (a port taken, a bad connection file). The other ranks would
@@ -119,11 +129,21 @@ def run_mpi_kernel(
             )
             comm.Abort(1)
         return
+    from .._runtime import log_stream
+
     # MPICH's launcher forwards a SIGINT to every rank: that must not kill one of them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.WARNING),
-        stream=sys.stderr,
+        stream=log_stream(),
         format=f"[kernelsdk rank {comm.Get_rank()} %(levelname)s] %(message)s",
     )
-    trio.run(serve_worker, kernel_factory(), comm)
+    trio.run(_serve_worker_process, kernel_factory(), comm, capture_output)
+
+
+async def _serve_worker_process(kernel: BaseKernel, comm: MPI.Intracomm, capture: bool) -> None:
+    """A worker rank's process: its descriptors captured (if asked) while it serves."""
+    from .._runtime import native_output
+
+    with native_output(kernel, capture) as captured:
+        await serve_worker(kernel, comm, native_output=captured)

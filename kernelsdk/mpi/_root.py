@@ -266,7 +266,9 @@ class RootKernel(BaseKernel):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._collect, seq, run, nursery)
                 try:
-                    result = await self.inner.do_execute(code, local)
+                    # Rank 0's native output, labelled like the rest of its output.
+                    with ctx.native_output(into=local):
+                        result = await self.inner.do_execute(code, local)
                 except Exception as exc:
                     run.errors[0] = error_content(exc)
         except trio.Cancelled:

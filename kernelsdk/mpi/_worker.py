@@ -39,12 +39,15 @@ from ._wire import (
 if TYPE_CHECKING:
     from mpi4py import MPI
 
+    from .._captured_output import CapturedOutput
+
 
 async def serve_worker(
     kernel: BaseKernel,
     comm: MPI.Intracomm,
     *,
     executor: Executor | None = None,
+    native_output: CapturedOutput | None = None,
     nudge: Nudge | None = None,
 ) -> None:
     """Serve rank 0's commands on a rank other than 0 until it says shut down.
@@ -53,7 +56,7 @@ async def serve_worker(
     embedded simulation runs them on its own thread, at its safe points); ``nudge`` lets it
     wait for commands with long sleeps, woken when a command is known to be coming.
     """
-    await Worker(kernel, comm, executor=executor, nudge=nudge).serve()
+    await Worker(kernel, comm, executor=executor, native_output=native_output, nudge=nudge).serve()
 
 
 class Worker:
@@ -65,11 +68,13 @@ class Worker:
         comm: MPI.Intracomm,
         *,
         executor: Executor | None = None,
+        native_output: CapturedOutput | None = None,
         nudge: Nudge | None = None,
     ) -> None:
         self.kernel = kernel
         self.comm = comm
         self.executor = executor
+        self.native_output = native_output
         self.nudge = nudge
         self.rank: int = comm.Get_rank()
         self._sends: list[MPI.Request] = []
@@ -137,9 +142,10 @@ class Worker:
             publish=publish,
             request_input=ask_rank0,
             run_blocking=None if self.executor is None else self.executor.run_blocking,
+            native_output=self.native_output,
         )
         error: dict[str, Any] | None = None
-        with trio.CancelScope() as scope:
+        with trio.CancelScope() as scope, ctx.native_output():
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._listen, seq, scope, input_send)
                 try:

@@ -180,6 +180,8 @@ class LuaKernel(BaseKernel):
     display_name = "Lua 5.4"
     help_links = [{"text": "Lua reference manual", "url": "https://www.lua.org/manual/5.4/"}]
     resources = Path(__file__).parent / "resources"  # the launcher's logos
+    # os.execute, C modules that print, io.popen's children: their output is the cell's.
+    capture_native_output = True
 
     def __init__(self) -> None:
         super().__init__()
