@@ -1,7 +1,8 @@
 """The public API is policed, as trio's ``_tests/test_exports.py`` polices trio's.
 
-Four public namespaces: ``kernelsdk`` (the kernel author's names), ``kernelsdk.protocol`` (the
-sans-IO protocol core, like ``trio.lowlevel``), ``kernelsdk.testing`` and ``kernelsdk.mpi``.
+Five public namespaces: ``kernelsdk`` (the kernel author's names), ``kernelsdk.protocol`` (the
+sans-IO protocol core, like ``trio.lowlevel``), ``kernelsdk.testing``, ``kernelsdk.mpi`` and
+``kernelsdk.embed``.
 For each: ``__all__`` is exactly what is public there and every name in it resolves; every
 public object is public in exactly one of them; events and result classes are final and
 frozen; static tools see every name; the protocol core imports without Trio or pyzmq.
@@ -23,12 +24,13 @@ import attrs
 import pytest
 
 import kernelsdk
+import kernelsdk.embed
 import kernelsdk.mpi
 import kernelsdk.protocol
 import kernelsdk.testing
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMESPACES = [kernelsdk, kernelsdk.protocol, kernelsdk.testing, kernelsdk.mpi]
+NAMESPACES = [kernelsdk, kernelsdk.protocol, kernelsdk.testing, kernelsdk.mpi, kernelsdk.embed]
 #: The namespaces that only re-export objects defined in private modules.
 REEXPORTING = [kernelsdk, kernelsdk.protocol]
 #: attrs classes that are public but deliberately mutable, and why.
@@ -80,7 +82,9 @@ def test_all_is_exactly_the_public_names(module: types.ModuleType) -> None:
             assert obj.__module__.startswith("kernelsdk._"), (name, obj.__module__)
 
 
-@pytest.mark.parametrize("module", [kernelsdk.testing, kernelsdk.mpi], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module", [kernelsdk.testing, kernelsdk.mpi, kernelsdk.embed], ids=lambda m: m.__name__
+)
 def test_everything_defined_in_a_namespace_is_exported(module: types.ModuleType) -> None:
     # Classes and functions defined there (not imported into it) are exactly its __all__.
     defined_here = {
@@ -175,6 +179,8 @@ def test_other_public_classes_are_final_or_meant_to_be_subclassed() -> None:
         "MemoryTransport",
         "TestClient",
         "RootKernel",
+        # The embedded Python kernel: hosts extend it (the C API's kind "python" does).
+        "PythonKernel",
     }
     open_classes = set()
     for _, name, obj in exported_objects():
@@ -198,6 +204,8 @@ def test_core_imports_without_trio_or_pyzmq() -> None:
         sys.modules["zmq"] = None
         import kernelsdk
         from kernelsdk import BaseKernel, Completions, ConnectionInfo, KernelSpec
+        # What a Jupyter server loads to find embedded kernels (the attach provisioner).
+        from kernelsdk.embed._files import find_embedded
         from kernelsdk.protocol import (
             Channel, ClientProtocol, Header, KernelProtocol, Message, Request, Session,
         )

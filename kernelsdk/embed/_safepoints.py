@@ -1,0 +1,347 @@
+"""Safe points: cells that run on the host program's own thread, only when the host says so.
+
+A simulation cannot let a cell read its arrays while a time step writes them. With safe points
+the host calls :meth:`SafePoints.poll` where its state is consistent (between two steps), and
+cells run there, on the host's thread, and nowhere else. Meanwhile the kernel's Trio thread
+answers everything that does not need the host: heartbeat, control requests, comm info,
+kernel info and completion while no cell waits.
+
+Theory of operation
+-------------------
+Two threads meet here: the kernel's Trio thread, which calls the :class:`~kernelsdk.Executor`
+methods, and the host thread, which calls :meth:`~SafePoints.poll`. One lock and one condition
+variable guard everything they share.
+
+1. The cell's task enters :meth:`~SafePoints.cell`: a :class:`_Cell` joins the waiting queue,
+   and the task sleeps on a Trio event. ``busy`` and ``execute_input`` have already left.
+2. The host's ``poll`` takes the first waiting cell (it is now *claimed*: the host stays in
+   ``poll`` until the cell ends) and wakes its task.
+3. The cell's work comes to the host as jobs: :meth:`~SafePoints.run_blocking` queues a
+   :class:`_Job` on the claimed cell; the host thread runs it and hands its outcome back.
+4. When ``do_execute`` ends, the cell is marked ended and the host returns from ``poll``.
+
+An interrupt cancels the cell's Trio scope (a cell still waiting is dropped, never run) and
+calls :meth:`~SafePoints.interrupt`, which raises :class:`KeyboardInterrupt` in the host thread
+while a job of this kernel runs there, and only then (see :meth:`_HostThread.run_job` for why
+this is race-free). The cell ends with the usual interrupt error; ``poll`` returns normally.
+
+The cost of a ``poll`` with nothing to do is one attribute read (a list's truth value); a C host
+can skip even that with :attr:`SafePoints.on_pending_changed` (a flag of its own).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, TypeVar, final
+
+import outcome
+import trio
+
+from .._exceptions import KernelSDKError
+
+log = logging.getLogger("kernelsdk.embed")
+
+T = TypeVar("T")
+
+
+class _Job:
+    """One ``run_blocking`` call: queued on the kernel thread, run on the host thread."""
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.args = args
+        self.done = trio.Event()
+        self.result: outcome.Outcome[Any] | None = None
+        self.taken = False  # by the host thread (under the lock)
+        self.interrupt_sent = False  # at most one KeyboardInterrupt per job (see run_job)
+
+
+class _Cell:
+    """One execution, from the moment it waits for the host until its ``do_execute`` ends."""
+
+    def __init__(self) -> None:
+        self.claimed = trio.Event()
+        self.jobs: deque[_Job] = deque()
+        self.ended = False
+        self.started = False  # claimed by a host thread (under the lock)
+
+
+def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> int:
+    """Raise ``exc`` in thread ``thread_id`` at its next Python instruction; None withdraws
+    one not yet raised. The only way to stop Python code on a thread we do not own."""
+    result: int = ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else None
+    )
+    return result
+
+
+@final
+class SafePoints:
+    """An :class:`~kernelsdk.Executor` that runs cells on the host's thread at its safe points.
+
+    The kernel's Trio thread calls :meth:`cell`, :meth:`run_blocking` and :meth:`interrupt`;
+    the host calls :meth:`poll` (or :meth:`serve`) from its own thread. Several host threads
+    may poll the same kernel: whichever polls first runs the next cell.
+
+    Attributes:
+        on_pending_changed: called with ``True`` when a cell starts waiting for the host (from
+            the kernel thread) and ``False`` when none waits any more (from the thread that
+            took or dropped it). For a C fast path: set a flag that the C ``poll`` reads
+            before entering Python. Notifications from two threads may arrive out of order,
+            so a C host should only ever *set* its flag from a ``True`` and clear it itself
+            right before calling :meth:`poll` (then look at :attr:`has_pending` after). It
+            must not block or raise; what it raises is logged.
+    """
+
+    def __init__(self) -> None:
+        self.on_pending_changed: Callable[[bool], None] | None = None
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._waiting: deque[_Cell] = deque()  # not yet claimed, oldest first
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._job_thread: int | None = None  # the host thread while it runs a job
+        self._running_job: _Job | None = None
+        # The cell whose do_execute runs (claimed, not ended): cells run one at a time, as
+        # the shell worker handles one execute_request at a time.
+        self._current: _Cell | None = None
+        self._closed = False
+
+    # -- the kernel thread: the Executor ---------------------------------------------------
+
+    def cell(self) -> AbstractAsyncContextManager[None]:
+        return self._cell()
+
+    @asynccontextmanager
+    async def _cell(self) -> AsyncIterator[None]:
+        self._token = trio.lowlevel.current_trio_token()
+        cell = _Cell()
+        with self._lock:
+            if self._closed:
+                raise HostStoppedError("the host program stopped the kernel")
+            self._waiting.append(cell)
+            first = len(self._waiting) == 1
+            self._changed.notify_all()
+        if first:
+            self._notify_pending(True)
+        try:
+            await cell.claimed.wait()  # an interrupt here drops the cell before it runs
+            self._current = cell
+            yield
+        finally:
+            with self._lock:
+                dropped = cell in self._waiting
+                if dropped:
+                    self._waiting.remove(cell)
+                cell.ended = True
+                if self._current is cell:
+                    self._current = None
+                now_empty = dropped and not self._waiting
+                self._changed.notify_all()
+            if now_empty:
+                self._notify_pending(False)
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the host thread that claimed the running cell.
+
+        ``fn``'s exception is raised as it is. Interrupted, the call waits for ``fn`` to end
+        (the host thread is the one running it: nothing else could run there meanwhile)
+        and raises :class:`trio.Cancelled`; a job the host has not taken yet is dropped.
+        """
+        cell = self._current
+        if cell is None:
+            raise RuntimeError("run_blocking of a safe-point kernel runs only inside a cell")
+        job = _Job(fn, args)
+        with self._lock:
+            if self._closed:
+                raise HostStoppedError("the host program stopped the kernel")
+            cell.jobs.append(job)
+            self._changed.notify_all()
+        try:
+            await job.done.wait()
+        except trio.Cancelled:
+            with self._lock:
+                if not job.taken:
+                    cell.jobs.remove(job)
+                    raise
+            with trio.CancelScope(shield=True):
+                await job.done.wait()
+            raise
+        assert job.result is not None  # set before done
+        if isinstance(job.result, outcome.Error) and isinstance(
+            job.result.error, KeyboardInterrupt
+        ):
+            # An interrupt that reached the job as its scope was being cancelled: the cell
+            # ends as interrupted (Cancelled), never with a KeyboardInterrupt in Trio.
+            await trio.lowlevel.checkpoint_if_cancelled()
+        result: T = job.result.unwrap()
+        return result
+
+    def interrupt(self) -> None:
+        """Raise :class:`KeyboardInterrupt` in the host thread if it runs a job of ours."""
+        with self._lock:
+            job, thread = self._running_job, self._job_thread
+            if job is None or thread is None or job.interrupt_sent:
+                return
+            job.interrupt_sent = True
+            _set_async_exc(thread, KeyboardInterrupt)
+
+    # -- the host thread ---------------------------------------------------------------------
+
+    @property
+    def has_pending(self) -> bool:
+        """A cell waits for the host's next :meth:`poll` (cheap: no lock)."""
+        return bool(self._waiting)
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """A safe point: run the cells waiting now on the calling thread; return how many ran.
+
+        With no cell waiting, waits up to ``timeout`` seconds for one to arrive (0: not at
+        all, the common case in a time-step loop, which then costs one attribute read).
+        Each cell runs to its end; after it, ``poll`` takes the next only if one is already
+        waiting (a client's next cell arrives after the reply to this one: it runs at the
+        next poll). An exception in a cell never leaves ``poll``: it is the cell's error
+        reply. An interrupt stops the cell (``KeyboardInterrupt`` in this thread, while the
+        cell's code runs) and ``poll`` returns normally. Once the kernel has stopped, ``poll``
+        returns 0 at once.
+        """
+        if not self._waiting and timeout <= 0:
+            return 0
+        deadline = time.monotonic() + timeout if timeout > 0 else 0.0
+        ran = 0
+        while True:
+            cell = self._claim(deadline if ran == 0 else 0.0)
+            if cell is None:
+                return ran
+            self._run_claimed(cell)
+            ran += 1
+
+    def serve(self, until: Callable[[], bool]) -> None:
+        """Run cells on the calling thread as they arrive, until :meth:`close` or ``until()``
+        is true (checked whenever the host is woken: after a cell, on :meth:`wake`)."""
+        while not until():
+            cell = self._claim(math.inf, until)
+            if cell is not None:
+                self._run_claimed(cell)
+
+    def wake(self) -> None:
+        """Wake :meth:`serve` and :meth:`poll` to look again (from any thread)."""
+        with self._lock:
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        """No cell will run any more: waiting cells get an error, polling hosts return."""
+        with self._lock:
+            self._closed = True
+            self._changed.notify_all()
+
+    def _claim(self, deadline: float, until: Callable[[], bool] | None = None) -> _Cell | None:
+        """The first waiting cell, claimed; None at the deadline (0: no wait) or once closed."""
+        with self._lock:
+            while not self._waiting:
+                if self._closed or (until is not None and until()):
+                    return None
+                if deadline == math.inf:
+                    self._changed.wait()
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._changed.wait(left)
+            cell = self._waiting.popleft()
+            cell.started = True
+            now_empty = not self._waiting
+            token = self._token
+        assert token is not None  # set by the cell before it waited
+        if now_empty:
+            self._notify_pending(False)
+        try:
+            token.run_sync_soon(cell.claimed.set)
+        except trio.RunFinishedError:  # the kernel stopped meanwhile: the cell never runs
+            return None
+        return cell
+
+    def _run_claimed(self, cell: _Cell) -> None:
+        """Run the jobs of ``cell`` on this thread until it ends."""
+        thread = _HostThread(self, threading.get_ident())
+        while True:
+            with self._lock:
+                while not cell.jobs and not cell.ended and not self._closed:
+                    self._changed.wait()
+                if not cell.jobs:
+                    return  # ended, or the kernel stopped
+                job = cell.jobs.popleft()
+                job.taken = True
+            thread.run_job(job)
+
+    def _finish(self, job: _Job, result: outcome.Outcome[Any]) -> None:
+        job.result = result
+        token = self._token
+        assert token is not None
+        try:
+            token.run_sync_soon(job.done.set)
+        except trio.RunFinishedError:
+            log.warning("the kernel stopped while a cell's work ran on the host thread")
+
+    def _notify_pending(self, pending: bool) -> None:
+        hook = self.on_pending_changed
+        if hook is None:
+            return
+        try:
+            hook(pending)
+        except Exception:
+            log.exception("on_pending_changed failed")
+
+
+class HostStoppedError(KernelSDKError):
+    """The host program stopped its kernel before this cell could run."""
+
+
+class _HostThread:
+    """Runs jobs on one host thread, interruptibly, without ever letting an interrupt's
+    :class:`KeyboardInterrupt` escape into the host's own code."""
+
+    def __init__(self, safe_points: SafePoints, ident: int) -> None:
+        self.sp = safe_points
+        self.ident = ident
+
+    def run_job(self, job: _Job) -> None:
+        """Run ``job`` here and hand its outcome to the kernel thread.
+
+        Why this is race-free: :meth:`SafePoints.interrupt` raises the asynchronous
+        ``KeyboardInterrupt`` only while ``_running_job`` is this job, checked and set under
+        the lock, and at most once per job. That window opens (under the lock) just before
+        ``fn`` and closes (under the lock, withdrawing an exception not yet delivered) just
+        after, so the one exception lands in ``fn`` (its outcome), or in the few instructions
+        around it, where the ``except`` clauses below catch it; it can never land after the
+        window has closed.
+        """
+        sp = self.sp
+        result: outcome.Outcome[Any] | None = None
+        try:
+            with sp._lock:
+                sp._running_job, sp._job_thread = job, self.ident
+            result = outcome.capture(job.fn, *job.args)
+        except KeyboardInterrupt as exc:  # landed just before fn, or just after it
+            if result is None:
+                result = outcome.Error(exc)
+        finally:
+            self._close_window()
+        sp._finish(job, result)
+
+    def _close_window(self) -> None:
+        sp = self.sp
+        while True:
+            try:
+                with sp._lock:
+                    sp._running_job = sp._job_thread = None
+                    _set_async_exc(self.ident, None)
+                return
+            except KeyboardInterrupt:  # delivered while closing: it was the job's; again
+                continue
