@@ -197,6 +197,7 @@ def library_key() -> str:
         INIT_CODE,
         HEADER.read_text(),
         C_SOURCE.read_text(),
+        Path(__file__).read_text(),  # how it is compiled
     )
 
 

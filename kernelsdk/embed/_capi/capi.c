@@ -54,7 +54,7 @@ static int _ksdk_py_create(const char *name, const char *kind);
 static int _ksdk_py_set_option(int k, const char *key, const char *value);
 static int _ksdk_py_on(int k, int which, ksdk_any_fn fn, void *user);
 static int _ksdk_py_expose(int k, const char *name, void *data, const char *dtype, int ndim,
-                           const int64_t *shape, int writable, int scalar);
+                           const int64_t *shape, int flags, int scalar);
 static int _ksdk_py_lifecycle(int k, int what, double timeout);
 static const char *_ksdk_py_connection_file(int k);
 static int _ksdk_py_output(int req, int what, const char *a, const char *b, const char *c);
@@ -147,15 +147,15 @@ KSDK_EXPORT int ksdk_on_interrupt(int k, ksdk_interrupt_fn fn, void *user) {
 }
 
 KSDK_EXPORT int ksdk_expose_array(int k, const char *name, void *data, const char *dtype,
-                                  int ndim, const int64_t *shape, int writable) {
+                                  int ndim, const int64_t *shape, int flags) {
     KSDK_NEED_PYTHON(KSDK_EPYTHON);
-    return _ksdk_py_expose(k, name, data, dtype, ndim, shape, writable, 0);
+    return _ksdk_py_expose(k, name, data, dtype, ndim, shape, flags, 0);
 }
 
 KSDK_EXPORT int ksdk_expose_scalar(int k, const char *name, void *data, const char *dtype,
-                                   int writable) {
+                                   int flags) {
     KSDK_NEED_PYTHON(KSDK_EPYTHON);
-    return _ksdk_py_expose(k, name, data, dtype, 0, NULL, writable, 1);
+    return _ksdk_py_expose(k, name, data, dtype, 0, NULL, flags, 1);
 }
 
 /* The "what" of _ksdk_py_lifecycle. */

@@ -73,7 +73,9 @@ int ksdk_create(const char *name, const char *kind);
 
 /* Before ksdk_start. Keys: safe_points, allow_shutdown ("0"/"1"), connection_file (a path;
  * an existing file's ports and key are used, as a kernelspec's -f {connection_file}),
- * transport ("tcp"/"ipc"), ip, and for native kernels implementation, language,
+ * watch_parent ("1": stop when the frontend that launched the program dies; ksdk_serve then
+ * returns and ksdk_shutdown_requested says 1), transport ("tcp"/"ipc"), ip, packer
+ * ("json"/"msgpack"), and for native kernels implementation, implementation_version, language,
  * language_version, file_extension, mimetype, pygments_lexer, codemirror_mode, banner;
  * mpi ("0"/"1", python kind, see docs/embedding.md). */
 int ksdk_set_option(int k, const char *key, const char *value);
@@ -87,11 +89,15 @@ int ksdk_on_interrupt(int k, ksdk_interrupt_fn fn, void *user);
 /* Host data for a "python" kernel: cells see `name` as a NumPy array (a memoryview without
  * NumPy) over the host's memory, no copy. dtype: "float64", "float32", "int64", "int32",
  * "int16", "int8", "uint64", "uint32", "uint16", "uint8" (or the C names "double", "float",
- * "int", "long", "char"...). The memory must stay valid until ksdk_stop. With writable != 0
- * cells may change it: a cell assigns `name[...] = v`, or for a scalar simply `name = v`. */
+ * "int", "long", "unsigned char"...). The memory must stay valid until ksdk_stop.
+ * flags: KSDK_WRITABLE lets cells change it (`name[...] = v`, or for a scalar simply
+ * `name = v`); KSDK_COLUMN_MAJOR says shape is in Fortran order (shape[0] varies fastest),
+ * and NumPy then shows the array with that shape (without NumPy: the reversed shape). */
+#define KSDK_WRITABLE 1
+#define KSDK_COLUMN_MAJOR 2
 int ksdk_expose_array(int k, const char *name, void *data, const char *dtype, int ndim,
-                      const int64_t *shape, int writable);
-int ksdk_expose_scalar(int k, const char *name, void *data, const char *dtype, int writable);
+                      const int64_t *shape, int flags);
+int ksdk_expose_scalar(int k, const char *name, void *data, const char *dtype, int flags);
 
 /* Bind the sockets, write the connection file and serve from the kernel's thread. Once. */
 int ksdk_start(int k);
