@@ -288,43 +288,11 @@ import sys
 sys.path.insert(0, sys.argv[2])
 from kernels_for_tests import ProbeKernel
 
-import kernelsdk.embed
+from kernelsdk.embed import start_kernel
 
-if hasattr(kernelsdk.embed, "start_kernel"):
-    with kernelsdk.embed.start_kernel(ProbeKernel(), name=sys.argv[1]) as handle:
-        print("READY", handle.connection_file, flush=True)
-        sys.stdin.read()
-    sys.exit()
-
-# Until start_kernel exists: what it does, by hand (a kernel served from a thread of its own).
-import os, secrets, tempfile, threading
-
-import trio
-
-from kernelsdk import open_kernel
-from kernelsdk._connection import ConnectionInfo
-from kernelsdk.embed._files import remove_connection_file, write_connection_file
-
-bound = []
-ready = threading.Event()
-
-
-async def serve():
-    plain = os.path.join(tempfile.mkdtemp(), "kernel.json")
-    info = ConnectionInfo(key=secrets.token_hex(16))
-    async with open_kernel(ProbeKernel(), info, connection_file=plain, on_shutdown="detach"):
-        bound.append(ConnectionInfo.from_file(plain))
-        ready.set()
-        await trio.sleep_forever()
-
-
-threading.Thread(target=trio.run, args=(serve,), daemon=True).start()
-ready.wait()
-path = write_connection_file(bound[0], sys.argv[1])
-print("READY", path, flush=True)
-sys.stdin.read()
-remove_connection_file(path)
-os._exit(0)
+with start_kernel(ProbeKernel(), name=sys.argv[1]) as handle:
+    print("READY", handle.connection_file, flush=True)
+    sys.stdin.read()
 """
 
 
