@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from inspect import isawaitable
@@ -83,6 +84,12 @@ class Runtime(Protocol):
 
     def detached(self) -> None:
         """A client's shutdown request was answered by detaching it; the kernel serves on."""
+
+    def open_subshell(self, subshell_id: str) -> None:
+        """Start serving the subshell just created (its own queue, run concurrently)."""
+
+    def close_subshell(self, subshell_id: str) -> None:
+        """Stop routing requests to a deleted subshell; what it had queued still runs."""
 
 
 class Execution:
@@ -428,6 +435,26 @@ class RequestHandlers:
         self._queue(self.protocol.output(req, "shutdown_reply", content))
         self.runtime.detached()
 
+    # -- kernel subshells (JEP 91) ------------------------------------------------------------
+
+    async def _create_subshell(self, req: Request) -> None:
+        subshell_id = str(uuid.uuid4())
+        reply = self.protocol.create_subshell(req, subshell_id)  # refused: nothing created
+        if self.protocol.knows_subshell(subshell_id):
+            self.runtime.open_subshell(subshell_id)
+            log.info("created subshell %s", subshell_id)
+        await self.runtime.send_reply(req, reply)
+
+    async def _delete_subshell(self, req: Request) -> None:
+        reply, deleted = self.protocol.delete_subshell(req)
+        if deleted is not None:
+            self.runtime.close_subshell(deleted)
+            log.info("deleted subshell %s", deleted)
+        await self.runtime.send_reply(req, reply)
+
+    async def _list_subshells(self, req: Request) -> None:
+        await self.runtime.send_reply(req, self.protocol.list_subshells(req))
+
     # -- comms --------------------------------------------------------------------------------
 
     async def _comm(self, req: Request) -> None:
@@ -468,6 +495,9 @@ class RequestHandlers:
         "connect_request": _connect,
         "interrupt_request": _interrupt,
         "shutdown_request": _shutdown_request,
+        "create_subshell_request": _create_subshell,
+        "delete_subshell_request": _delete_subshell,
+        "list_subshell_request": _list_subshells,
         "comm_open": _comm,
         "comm_msg": _comm,
         "comm_close": _comm,

@@ -66,6 +66,14 @@ class BaseKernel:
             what is written to descriptors 1 and 2 while a cell runs (C code, subprocesses)
             becomes that cell's ``stream`` output; outside cells it goes to the kernel's log.
             Off by default; kernels that run native code turn it on.
+        concurrent_subshells: the language can run cells concurrently, so the kernel claims
+            kernel subshells (JEP 91): ``kernel_info`` lists ``"kernel subshells"`` in
+            ``supported_features``, clients may create subshells, and the requests of each
+            subshell are handled in a Trio task of its own: in order within a subshell,
+            concurrently across subshells (``do_execute`` may then be running several times
+            at once; an interrupt cancels every one). Off by default: a kernel that does not
+            claim them refuses ``create_subshell_request`` with an error reply and ignores
+            a request's ``subshell_id`` (everything runs in the main shell, one at a time).
 
     Instance attributes, ready before the first request:
 
@@ -88,6 +96,7 @@ class BaseKernel:
     resources: ClassVar[str | os.PathLike[str] | None] = None
     kernelspec_env: ClassVar[dict[str, str]] = {}
     capture_native_output: ClassVar[bool] = False
+    concurrent_subshells: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.comms = CommManager()
@@ -172,5 +181,5 @@ class BaseKernel:
             "banner": self.banner,
             "help_links": list(self.help_links),
             "debugger": False,
-            "supported_features": [],
+            "supported_features": ["kernel subshells"] if self.concurrent_subshells else [],
         }

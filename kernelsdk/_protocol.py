@@ -20,6 +20,10 @@ author must never have to re-learn; the tables and methods below are the one pla
   :func:`interrupt_error`'s content), aborted, and the error for content of the wrong types;
 * ``stop_on_error``: when an execution fails, the execute requests that had *already arrived*
   are aborted, and nothing that arrives later is;
+* kernel subshells (JEP 91, protocol 5.5), for a kernel that claims them (``subshells``):
+  which subshell a shell request is for (its header's ``subshell_id``), the subshells that
+  exist (created, listed and deleted on control), the error reply to a request for one that
+  does not, and ``stop_on_error`` per subshell (see :meth:`KernelProtocol.subshell_id`);
 * ``iopub_welcome`` on every IOPub subscription (JEP 65), with no parent header.
 
 A runtime that breaks the lifecycle gets :class:`~kernelsdk.LocalProtocolError` at once,
@@ -77,10 +81,17 @@ SHELL_REQUESTS: Final[Mapping[str, str]] = {
 }
 #: Comm messages are symmetric and get no reply.
 COMM_MESSAGES: Final = frozenset({"comm_open", "comm_msg", "comm_close"})
+#: Requests on control that manage kernel subshells (JEP 91, protocol 5.5).
+SUBSHELL_REQUESTS: Final[Mapping[str, str]] = {
+    "create_subshell_request": "create_subshell_reply",
+    "delete_subshell_request": "delete_subshell_reply",
+    "list_subshell_request": "list_subshell_reply",
+}
 #: Control accepts every shell request too, so a client can reach a busy kernel.
 CONTROL_REQUESTS: Final[Mapping[str, str]] = {
     **SHELL_REQUESTS,
     "interrupt_request": "interrupt_reply",
+    **SUBSHELL_REQUESTS,
 }
 _ACCEPTED: Final[Mapping[Channel, frozenset[str]]] = {
     Channel.SHELL: frozenset(SHELL_REQUESTS) | COMM_MESSAGES,
@@ -89,11 +100,17 @@ _ACCEPTED: Final[Mapping[Channel, frozenset[str]]] = {
 }
 #: Requests this kernel deliberately does not answer (spec: log, no reply). They get a
 #: clearer log line than a truly unknown type.
-UNSUPPORTED: Final = frozenset(
-    {"debug_request", "create_subshell_request", "delete_subshell_request", "list_subshell_request"}
-)
+UNSUPPORTED: Final = frozenset({"debug_request"})
 #: How many ended requests are remembered, to refuse a reply or output after their idle.
 ENDED_REMEMBERED: Final = 1024
+#: The ``ename`` of the error reply to a shell request for a subshell that does not exist
+#: (ipykernel 7's name for it, which clients may already know).
+UNKNOWN_SUBSHELL: Final = "UnknownSubshellError"
+#: Why a kernel that does not claim subshells refuses to create, list or delete them.
+NO_SUBSHELLS: Final = (
+    "this kernel does not support kernel subshells (its kernel_info_reply does not list "
+    "'kernel subshells' in supported_features)"
+)
 
 
 def error_content(exc: BaseException) -> dict[str, Any]:
@@ -136,6 +153,26 @@ class ExecutePlan:
     allow_stdin: bool
     user_expressions: dict[str, str]
     execution_count: int
+    #: the subshell it runs in (None: the main shell); ``stop_on_error`` aborts there only
+    subshell_id: str | None = None
+
+
+class _Subshell:
+    """What is kept per subshell (the main shell included).
+
+    JEP 91 leaves a subshell its own queue: requests of one subshell run in order, those of
+    different subshells concurrently. So a failed execution aborts (``stop_on_error``) only
+    the executes already queued *in its subshell*. The execution count and the history stay
+    one per kernel, as in ipykernel 7, the reference implementation (the JEP's text says
+    "each subshell will store its own execution count and history", which no released
+    kernel does): ``In [n]`` stays unique across a notebook and its subshell consoles, and a
+    history entry is never shadowed by another subshell's of the same number.
+    """
+
+    __slots__ = ("abort_through_seq",)
+
+    def __init__(self) -> None:
+        self.abort_through_seq = -1
 
 
 class _Running:
@@ -157,6 +194,9 @@ class KernelProtocol:
             restart by its change).
         clock: returns the current time as an ISO 8601 string with a timezone.
         username: the header's ``username``.
+        subshells: the kernel claims kernel subshells (JEP 91). Without them a request's
+            ``subshell_id`` is ignored, as the JEP asks of such kernels, and creating,
+            listing or deleting a subshell is refused with an error reply.
     """
 
     def __init__(
@@ -166,14 +206,20 @@ class KernelProtocol:
         session_id: str,
         clock: Callable[[], str],
         username: str = "kernel",
+        subshells: bool = False,
     ) -> None:
         self.session = session
         self.session_id = session_id
         self.username = username
+        self.subshells = subshells
         self._clock = clock
         self._counter = 0
         self._seq = 0
-        self._abort_through_seq = -1
+        self._main = _Subshell()
+        self._subshells: dict[str, _Subshell] = {}  # the child subshells, oldest first
+        # The highest abort_through_seq of any subshell: most requests arrive after it, and
+        # should_abort answers them without a lookup.
+        self._abort_max = -1
         self.execution_count = 0
         self._running: dict[int, _Running] = {}  # by Request.seq
         # The seqs of the last ENDED_REMEMBERED ended requests. An OrderedDict: a dict whose
@@ -217,7 +263,12 @@ class KernelProtocol:
             return InvalidMessage(channel, str(exc), tuple(frames))
         msg_type = msg.header.msg_type
         if msg_type not in _ACCEPTED[channel]:
-            why = "not supported by this kernel" if msg_type in UNSUPPORTED else "unknown"
+            if msg_type in UNSUPPORTED:
+                why = "not supported by this kernel"
+            elif msg_type in CONTROL_REQUESTS:
+                why = "accepted on control only"
+            else:
+                why = "unknown"
             return InvalidMessage(channel, f"{msg_type!r} on {channel}: {why}", tuple(frames))
         return msg
 
@@ -334,6 +385,7 @@ class KernelProtocol:
             allow_stdin=bool(c.get("allow_stdin", False)),
             user_expressions=user_expressions,
             execution_count=self.execution_count,
+            subshell_id=self.subshell_id(request),
         )
 
     def execute_input(self, request: Request, plan: ExecutePlan) -> Output | None:
@@ -394,13 +446,16 @@ class KernelProtocol:
         )
 
     def execute_failed(self, plan: ExecutePlan) -> None:
-        """Record a failed execution: abort the executes already received, if the rules say so.
+        """Record a failed execution: abort the executes already received in its subshell, if
+        the rules say so.
 
         :meth:`execute_error` calls it. The driver should first read every message already
         waiting on its sockets, so that "already received" means "already sent by the client".
         """
         if plan.stop_on_error and not plan.silent:
-            self._abort_through_seq = self._seq
+            state = self._state(plan.subshell_id)
+            if state is not None:
+                state.abort_through_seq = self._abort_max = self._seq
 
     @staticmethod
     def expects_reply(request: Request) -> bool:
@@ -413,8 +468,93 @@ class KernelProtocol:
         return running is not None and not running.replied and self.expects_reply(request)
 
     def should_abort(self, request: Request) -> bool:
-        """Whether this request is an execute that a failed execution aborted."""
-        return request.msg_type == "execute_request" and request.seq <= self._abort_through_seq
+        """Whether this request is an execute that a failed execution of its subshell
+        aborted."""
+        if request.seq > self._abort_max or request.msg_type != "execute_request":
+            return False
+        state = self._state(self.subshell_id(request))
+        return state is not None and request.seq <= state.abort_through_seq
+
+    # -- kernel subshells (JEP 91) --------------------------------------------------------
+
+    def subshell_id(self, request: Request) -> str | None:
+        """The subshell ``request`` is for: its header's ``subshell_id`` on shell, for a
+        kernel that claims subshells; None (the main shell) otherwise.
+
+        Control requests belong to no subshell: interrupt and shutdown act on the whole
+        kernel (JEP 91). The id may name no subshell: :meth:`knows_subshell` says, and
+        :meth:`unknown_subshell_reply` answers such a request.
+        """
+        if self.subshells and request.channel is Channel.SHELL:
+            return request.message.header.subshell_id
+        return None
+
+    def knows_subshell(self, subshell_id: str) -> bool:
+        """Whether ``subshell_id`` names a subshell that exists (created, not deleted)."""
+        return subshell_id in self._subshells
+
+    @property
+    def subshell_ids(self) -> list[str]:
+        """The subshells that exist, oldest first (the main shell is not one of them)."""
+        return list(self._subshells)
+
+    def _state(self, subshell_id: str | None) -> _Subshell | None:
+        return self._main if subshell_id is None else self._subshells.get(subshell_id)
+
+    def create_subshell(self, request: Request, subshell_id: str) -> Outgoing:
+        """Create the subshell ``subshell_id`` (new to this kernel: the driver draws it) for a
+        ``create_subshell_request``, and build its reply: ``{"subshell_id": ...}``, or the
+        error of a kernel that does not claim subshells (nothing is created then).
+
+        Raises:
+            LocalProtocolError: ``subshell_id`` exists already.
+        """
+        if not self.subshells:
+            return self._error_reply(request, "SubshellsNotSupported", NO_SUBSHELLS)
+        if subshell_id in self._subshells:
+            raise LocalProtocolError(f"subshell {subshell_id!r} exists already")
+        self._subshells[subshell_id] = _Subshell()
+        return self.reply(request, {"status": "ok", "subshell_id": subshell_id})
+
+    def delete_subshell(self, request: Request) -> tuple[Outgoing, str | None]:
+        """Delete the subshell a ``delete_subshell_request`` names: its reply, and the id
+        deleted (None when the request was refused: no such subshell, no ``subshell_id``, or
+        a kernel that does not claim subshells)."""
+        if not self.subshells:
+            return self._error_reply(request, "SubshellsNotSupported", NO_SUBSHELLS), None
+        subshell_id = request.message.content.get("subshell_id")
+        if not isinstance(subshell_id, str):
+            why = "delete_subshell_request.subshell_id must be a string"
+            return self._error_reply(request, "ProtocolError", why), None
+        if self._subshells.pop(subshell_id, None) is None:
+            why = f"unknown subshell_id {subshell_id!r}"
+            return self._error_reply(request, UNKNOWN_SUBSHELL, why), None
+        return self.reply(request, {"status": "ok"}), subshell_id
+
+    def list_subshells(self, request: Request) -> Outgoing:
+        """The reply to ``list_subshell_request``: ``{"subshell_id": [...]}``, the subshells
+        that exist, oldest first, without the main shell."""
+        if not self.subshells:
+            return self._error_reply(request, "SubshellsNotSupported", NO_SUBSHELLS)
+        return self.reply(request, {"status": "ok", "subshell_id": list(self._subshells)})
+
+    def unknown_subshell_reply(self, request: Request) -> Outgoing:
+        """The error reply to a shell request for a subshell that does not exist: nothing of
+        it runs (JEP 91: "use of a subshell_id that is not recognised will raise an
+        error")."""
+        why = f"unknown subshell_id {request.message.header.subshell_id!r}"
+        return self._error_reply(request, UNKNOWN_SUBSHELL, why)
+
+    def _error_reply(self, request: Request, ename: str, evalue: str) -> Outgoing:
+        content: dict[str, Any] = {
+            "status": "error",
+            "ename": ename,
+            "evalue": evalue,
+            "traceback": [],
+        }
+        if request.msg_type == "execute_request":
+            content["execution_count"] = self.execution_count
+        return self.reply(request, content)
 
     # -- building messages ----------------------------------------------------------------
 

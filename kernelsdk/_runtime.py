@@ -104,7 +104,12 @@ async def open_kernel(
     transport = ZmqTransport.bind(info)
     _warn_if_plaintext(info, warn_unencrypted)
     session = Session(info.key.encode(), info.signature_scheme, get_packer(packer))
-    protocol = KernelProtocol(session, session_id=uuid.uuid4().hex, clock=UtcClock())
+    protocol = KernelProtocol(
+        session,
+        session_id=uuid.uuid4().hex,
+        clock=UtcClock(),
+        subshells=kernel.concurrent_subshells,
+    )
     server = KernelServer(
         kernel,
         transport,

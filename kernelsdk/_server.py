@@ -14,6 +14,13 @@ One Trio nursery holds a task per channel:
   frontend's status to idle mid-execution. The shell worker starts a request only once the
   comm messages that arrived before it have been handled: a widget change made before
   running a cell is seen by that cell.
+* a kernel that claims **subshells** (JEP 91, ``BaseKernel.concurrent_subshells``) has one
+  more worker per subshell, started by ``create_subshell_request`` (on control) and stopped by
+  ``delete_subshell_request`` once it has handled what was queued for it. The shell reader
+  routes each request by the subshell its header names: requests of one subshell run in
+  order, those of different subshells concurrently. A request for a subshell that does not
+  exist is answered at once with an error reply (between its busy and idle), the kernel
+  untouched. Comm messages go to the comm worker whatever their subshell, as before.
 * the **control reader** runs control requests one at a time, even while the shell worker
   is busy: interrupt, shutdown and kernel_info always answer.
 * the **stdin reader** passes each ``input_reply`` to the ``input_request`` it answers (its
@@ -64,7 +71,8 @@ _Queued = Output | Outgoing | trio.Event
 class _PendingInput:
     """An ``input_request`` sent, waiting for its ``input_reply``."""
 
-    def __init__(self) -> None:
+    def __init__(self, subshell_id: str | None = None) -> None:
+        self.subshell_id = subshell_id  # of the execution that asked
         self.reply: InputReply | None = None
         self.answered = trio.Event()
 
@@ -90,6 +98,10 @@ class KernelServer:
             client's session, :meth:`wait_detached` wakes, and a restart is refused).
         native_output: the process's captured descriptors 1 and 2, if the kernel owns them
             (see :class:`~kernelsdk._captured_output.CapturedOutput`).
+
+    Raises:
+        ValueError: ``protocol`` and ``kernel`` disagree on kernel subshells
+            (``KernelProtocol(subshells=kernel.concurrent_subshells)``).
     """
 
     def __init__(
@@ -103,6 +115,12 @@ class KernelServer:
         on_shutdown: OnShutdown = "stop",
         native_output: CapturedOutput | None = None,
     ) -> None:
+        if protocol.subshells != kernel.concurrent_subshells:
+            raise ValueError(
+                f"{type(kernel).__name__}.concurrent_subshells is "
+                f"{kernel.concurrent_subshells}, but the protocol's subshells is "
+                f"{protocol.subshells}: make it KernelProtocol(subshells=...) alike"
+            )
         self.kernel = kernel
         self.transport = transport
         self.protocol = protocol
@@ -113,6 +131,9 @@ class KernelServer:
         self.queue: Callable[[Output | Outgoing], None] = self._out_send.send_nowait
         # Each request with the seq of the last comm message that arrived before it.
         self._shell_send, self._shell_recv = trio.open_memory_channel[tuple[int, Request]](math.inf)
+        # The queue of each subshell's worker, by subshell id (kernel subshells, JEP 91).
+        self._subshells: dict[str, trio.MemorySendChannel[tuple[int, Request]]] = {}
+        self._nursery: trio.Nursery | None = None
         self._inputs: dict[str, _PendingInput] = {}  # by input_request msg_id, oldest first
         self._comm_send, self._comm_recv = trio.open_memory_channel[Request](math.inf)
         self._shell_pending = 0  # requests queued for or running in the shell worker
@@ -141,12 +162,13 @@ class KernelServer:
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until a shutdown request has been answered."""
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             nursery.start_soon(self._ordered_writer)
             nursery.start_soon(self._iopub_reader)
             nursery.start_soon(self._stdin_reader)
             nursery.start_soon(self._control_reader)
             nursery.start_soon(self._shell_reader)
-            nursery.start_soon(self._shell_worker)
+            nursery.start_soon(self._shell_worker, self._shell_recv)
             nursery.start_soon(self._comm_worker)
             task_status.started()
             await self._shutdown.wait()
@@ -209,7 +231,8 @@ class KernelServer:
         if not execution.takes_input:
             raise InputInterrupted("the execution that asked for input was interrupted or ended")
         out = self.protocol.input_request(execution.request.message, prompt, password)
-        pending = self._inputs[out.msg_id] = _PendingInput()
+        pending = _PendingInput(self.protocol.subshell_id(execution.request))
+        self._inputs[out.msg_id] = pending
         try:
             with execution.waiting_for_input() as scope:
                 await self._flush()  # the prompt belongs after what the cell printed
@@ -239,6 +262,22 @@ class KernelServer:
         """A shutdown request was answered by detaching: wake :meth:`wait_detached`."""
         self.detach_count += 1
         self._detaches.unpark_all()
+
+    def open_subshell(self, subshell_id: str) -> None:
+        """Start the worker of a subshell just created: from now on the requests for it go
+        to its queue."""
+        assert self._nursery is not None, "open_subshell before serve"
+        send, recv = trio.open_memory_channel[tuple[int, Request]](math.inf)
+        self._subshells[subshell_id] = send
+        self._nursery.start_soon(self._shell_worker, recv)
+
+    def close_subshell(self, subshell_id: str) -> None:
+        """A subshell was deleted: requests for it are refused from now on, and its worker
+        ends once it has handled what was queued before (a running cell runs on; an
+        interrupt stops it)."""
+        send = self._subshells.pop(subshell_id, None)
+        if send is not None:
+            send.close()
 
     # -- the ordered writer -----------------------------------------------------------------
 
@@ -350,9 +389,30 @@ class KernelServer:
         if req.msg_type in COMM_MESSAGES:
             self._last_comm_seq = req.seq
             self._comm_send.send_nowait(req)
+            return
+        subshell_id = self.protocol.subshell_id(req)
+        if subshell_id is None:
+            queue = self._shell_send
+        elif (found := self._subshells.get(subshell_id)) is not None:
+            queue = found
         else:
-            self._shell_pending += 1
-            self._shell_send.send_nowait((self._last_comm_seq, req))
+            self._refuse(req)
+            return
+        self._shell_pending += 1
+        queue.send_nowait((self._last_comm_seq, req))
+
+    def _refuse(self, req: Request) -> None:
+        """Answer a request for a subshell that does not exist: busy, an error reply, idle."""
+        log.warning(
+            "refused %s %r: unknown subshell_id %r",
+            req.msg_type,
+            req.message.msg_id,
+            req.message.header.subshell_id,
+        )
+        protocol = self.protocol
+        self.queue(protocol.begin(req))
+        self.queue(protocol.unknown_subshell_reply(req))
+        self.queue(protocol.end(req))
 
     async def _wait_for_subscriber(self) -> None:
         """Give a client's IOPub connection a moment to catch up with its shell connection.
@@ -367,9 +427,10 @@ class KernelServer:
         with trio.move_on_after(self._subscriber_grace):
             await self._subscribed.wait()
 
-    async def _shell_worker(self) -> None:
+    async def _shell_worker(self, requests: trio.MemoryReceiveChannel[tuple[int, Request]]) -> None:
+        """Handle the requests of one shell (the main one, or a subshell) one at a time."""
         await self._wait_for_subscriber()
-        async for comms_before, req in self._shell_recv:
+        async for comms_before, req in requests:
             try:
                 # Comm messages sent before this request are handled before it runs.
                 while self._comm_done_seq < comms_before:
@@ -414,5 +475,10 @@ class KernelServer:
         parent = reply.message.parent_header
         if parent is not None and parent.msg_type == "input_request":
             return self._inputs.get(parent.msg_id)
-        # jupyter_client's BlockingKernelClient.input sends no parent: the oldest waiting one.
-        return next((p for p in self._inputs.values() if p.reply is None), None)
+        # jupyter_client's BlockingKernelClient.input sends no parent: the oldest waiting one,
+        # of the subshell the reply names if one waits there (JEP 91: stdin messages carry
+        # the subshell_id too).
+        waiting = [p for p in self._inputs.values() if p.reply is None]
+        subshell_id = reply.message.header.subshell_id
+        same = (p for p in waiting if p.subshell_id == subshell_id)
+        return next(same, None) or next(iter(waiting), None)

@@ -149,8 +149,13 @@ class TestClient:
             identities=(_CLIENT_IDENTITY,),
         )
         self.input_replies: list[str] = []
-        # input_requests read while looking for another execution's, kept for receive().
-        self._held_stdin = collections.deque[Message]()
+        # What was read while looking for another request's reply (shell, control) or
+        # input_request (stdin), kept for receive() in arrival order.
+        self._held = {ch: collections.deque[Message]() for ch in Channel}
+        # IOPub messages of requests sent and not collected yet, read while collecting
+        # another's (requests of different subshells run at once), kept for their collect().
+        self._uncollected: set[str] = set()
+        self._held_iopub: dict[str, list[Message]] = {}
 
     def message(self, msg_type: str, content: dict[str, Any] | None = None) -> Message:
         """An unsent message with a fresh header, to serialize (or tamper with) by hand."""
@@ -159,20 +164,25 @@ class TestClient:
         )
 
     def send(
-        self, msg_type: str, content: dict[str, Any] | None = None, channel: Channel = Channel.SHELL
+        self,
+        msg_type: str,
+        content: dict[str, Any] | None = None,
+        channel: Channel = Channel.SHELL,
+        *,
+        subshell_id: str | None = None,
     ) -> str:
-        """Send a request; returns its msg_id.
+        """Send a request (to the subshell ``subshell_id``, if given); returns its msg_id.
 
         A type ``channel`` does not carry is sent all the same (signed, untracked), for tests
         of how a kernel refuses it.
         """
         if msg_type in CLIENT_REQUESTS.get(channel, {}):
-            out = self.protocol.request(channel, msg_type, content)
+            out = self.protocol.request(channel, msg_type, content, subshell_id=subshell_id)
         else:
-            out = self.protocol.unchecked_message(
-                channel, self.protocol.header(msg_type), content or {}
-            )
+            header = self.protocol.header(msg_type, subshell_id=subshell_id)
+            out = self.protocol.unchecked_message(channel, header, content or {})
         self.transport.client_send(channel, out.frames)
+        self._uncollected.add(out.msg_id)
         return out.msg_id
 
     async def receive(self, channel: Channel) -> Message:
@@ -181,8 +191,8 @@ class TestClient:
         Raises:
             RemoteProtocolError: the kernel sent something a client must not accept.
         """
-        if channel is Channel.STDIN and self._held_stdin:
-            return self._held_stdin.popleft()
+        if self._held[channel]:
+            return self._held[channel].popleft()
         return self._decode(channel, await self.transport.client_receive(channel))
 
     def _decode(self, channel: Channel, frames: Sequence[bytes]) -> Message:
@@ -194,15 +204,21 @@ class TestClient:
     async def input_request_of(self, msg_id: str) -> Message:
         """The next ``input_request`` of the execution ``msg_id``; those of other executions
         (say, an interrupted one's, never answered) stay for :meth:`receive`."""
-        for held in self._held_stdin:
-            if _parent_id(held) == msg_id:
-                self._held_stdin.remove(held)
-                return held
+        return await self._next_of(msg_id, Channel.STDIN)
+
+    async def _next_of(self, msg_id: str, channel: Channel) -> Message:
+        """The next message on ``channel`` whose parent is ``msg_id``; the others stay for
+        :meth:`receive`."""
+        held = self._held[channel]
+        for msg in held:
+            if _parent_id(msg) == msg_id:
+                held.remove(msg)
+                return msg
         while True:
-            msg = self._decode(Channel.STDIN, await self.transport.client_receive(Channel.STDIN))
+            msg = self._decode(channel, await self.transport.client_receive(channel))
             if _parent_id(msg) == msg_id:
                 return msg
-            self._held_stdin.append(msg)
+            held.append(msg)
 
     def reply_input(self, request: Message, value: str) -> None:
         """Answer the ``input_request`` ``request`` with ``value`` (the reply's parent is the
@@ -213,30 +229,46 @@ class TestClient:
     async def collect(
         self, msg_id: str, channel: Channel = Channel.SHELL, expect_reply: bool = True
     ) -> RequestResult:
-        """Wait for the reply to ``msg_id`` and for its ``idle`` status."""
-        iopub: list[Message] = []
-        while True:
+        """Wait for the reply to ``msg_id`` and for its ``idle`` status.
+
+        What is read meanwhile for other requests not collected yet is kept for their own
+        collect (requests in different subshells run at once); their replies stay for
+        :meth:`receive` too.
+        """
+        self._uncollected.discard(msg_id)
+        iopub = self._held_iopub.pop(msg_id, [])
+        while not (iopub and _is_idle(iopub[-1])):
             msg = await self.receive(Channel.IOPUB)
-            if msg.parent_header is None or msg.parent_header.msg_id != msg_id:
-                continue
-            iopub.append(msg)
-            if msg.msg_type == "status" and msg.content["execution_state"] == "idle":
-                break
-        reply = await self.receive(channel) if expect_reply else self.message("none")
+            parent = _parent_id(msg)
+            if parent == msg_id:
+                iopub.append(msg)
+            elif parent in self._uncollected:
+                self._held_iopub.setdefault(parent, []).append(msg)
+        reply = await self._next_of(msg_id, channel) if expect_reply else self.message("none")
         return RequestResult(reply, iopub)
 
     async def request(
-        self, msg_type: str, content: dict[str, Any] | None = None, channel: Channel = Channel.SHELL
+        self,
+        msg_type: str,
+        content: dict[str, Any] | None = None,
+        channel: Channel = Channel.SHELL,
+        *,
+        subshell_id: str | None = None,
     ) -> RequestResult:
-        return await self.collect(self.send(msg_type, content, channel), channel)
+        msg_id = self.send(msg_type, content, channel, subshell_id=subshell_id)
+        return await self.collect(msg_id, channel)
 
-    async def execute(self, code: str, **options: Any) -> RequestResult:
-        """Run ``code``; with ``input=[...]``, answer its input requests with those values
-        (only this execution's requests: another's are left for :meth:`receive`)."""
+    async def execute(
+        self, code: str, *, subshell_id: str | None = None, **options: Any
+    ) -> RequestResult:
+        """Run ``code`` (in the subshell ``subshell_id``, if given); with ``input=[...]``,
+        answer its input requests with those values (only this execution's requests:
+        another's are left for :meth:`receive`)."""
         answers = list(options.pop("input", []))
         msg_id = self.send(
             "execute_request",
             {"code": code, "silent": False, "allow_stdin": bool(answers), **options},
+            subshell_id=subshell_id,
         )
         if not answers:
             return await self.collect(msg_id)
@@ -251,9 +283,38 @@ class TestClient:
             nursery.cancel_scope.cancel()
         return result
 
+    # -- kernel subshells (JEP 91) -------------------------------------------------------
+
+    async def create_subshell(self) -> str:
+        """Create a subshell (``create_subshell_request`` on control); returns its id.
+
+        Raises:
+            RemoteProtocolError: the kernel refused (it does not claim subshells).
+        """
+        reply = (await self.request("create_subshell_request", {}, Channel.CONTROL)).reply
+        if reply.content.get("status") != "ok":
+            raise RemoteProtocolError(f"create_subshell_request refused: {reply.content}")
+        return str(reply.content["subshell_id"])
+
+    async def list_subshells(self) -> list[str]:
+        """The ids of the kernel's subshells (``list_subshell_request``), oldest first."""
+        reply = (await self.request("list_subshell_request", {}, Channel.CONTROL)).reply
+        if reply.content.get("status") != "ok":
+            raise RemoteProtocolError(f"list_subshell_request refused: {reply.content}")
+        return list(reply.content["subshell_id"])
+
+    async def delete_subshell(self, subshell_id: str) -> RequestResult:
+        """Delete a subshell (``delete_subshell_request``); the reply says whether it was."""
+        content = {"subshell_id": subshell_id}
+        return await self.request("delete_subshell_request", content, Channel.CONTROL)
+
 
 def _parent_id(msg: Message) -> str | None:
     return msg.parent_header.msg_id if msg.parent_header is not None else None
+
+
+def _is_idle(msg: Message) -> bool:
+    return msg.msg_type == "status" and msg.content.get("execution_state") == "idle"
 
 
 @asynccontextmanager
@@ -269,7 +330,12 @@ async def open_test_kernel(
     ``executor`` and ``on_shutdown`` are :func:`~kernelsdk.open_kernel`'s.
     """
     transport = MemoryTransport()
-    protocol = KernelProtocol(Session(key), session_id="test-kernel", clock=UtcClock())
+    protocol = KernelProtocol(
+        Session(key),
+        session_id="test-kernel",
+        clock=UtcClock(),
+        subshells=kernel.concurrent_subshells,
+    )
     # In memory nothing connects late, so no request waits for an IOPub subscriber.
     server = KernelServer(
         kernel,

@@ -8,8 +8,8 @@ from typing import Any
 import attrs
 import pytest
 
-from kernelsdk import RemoteProtocolError
-from kernelsdk._protocol import CONTROL_REQUESTS, SHELL_REQUESTS
+from kernelsdk import LocalProtocolError, RemoteProtocolError
+from kernelsdk._protocol import CONTROL_REQUESTS, SHELL_REQUESTS, SUBSHELL_REQUESTS
 from kernelsdk.protocol import (
     DELIMITER,
     PROTOCOL_VERSION,
@@ -49,8 +49,11 @@ class Client:
         msg_type: str,
         content: dict[str, Any] | None = None,
         identities: tuple[bytes, ...] = IDENT,
+        subshell_id: str | None = None,
     ) -> list[bytes]:
-        header = attrs.evolve(self.protocol.header(msg_type), extra={"x-client": "kept"})
+        header = attrs.evolve(
+            self.protocol.header(msg_type, subshell_id=subshell_id), extra={"x-client": "kept"}
+        )
         # The frames are the same whatever channel they are offered to.
         out = self.protocol.unchecked_message(
             Channel.SHELL, header, content or {}, identities=identities
@@ -79,14 +82,23 @@ def request(
     msg_type: str = "execute_request",
     content: dict[str, Any] | None = None,
     channel: Channel = Channel.SHELL,
+    subshell_id: str | None = None,
 ) -> Request:
-    event = kp.receive(channel, client.frames(msg_type, content))
+    event = kp.receive(channel, client.frames(msg_type, content, subshell_id=subshell_id))
     assert isinstance(event, Request), event
     return event
 
 
-def execute(kp: KernelProtocol, client: Client, code: str = "x", **content: Any) -> Request:
-    return request(kp, client, "execute_request", {"code": code, **content})
+def execute(
+    kp: KernelProtocol,
+    client: Client,
+    code: str = "x",
+    subshell_id: str | None = None,
+    **content: Any,
+) -> Request:
+    return request(
+        kp, client, "execute_request", {"code": code, **content}, subshell_id=subshell_id
+    )
 
 
 # -- which channel accepts what -----------------------------------------------------------------
@@ -96,7 +108,10 @@ COMM_TYPES = ["comm_open", "comm_msg", "comm_close"]
 
 ACCEPTANCE = [
     *[(Channel.SHELL, t, Request) for t in [*SHELL_TYPES, *COMM_TYPES]],
-    *[(Channel.CONTROL, t, Request) for t in [*SHELL_TYPES, *COMM_TYPES, "interrupt_request"]],
+    *[
+        (Channel.CONTROL, t, Request)
+        for t in [*SHELL_TYPES, *COMM_TYPES, "interrupt_request", *sorted(SUBSHELL_REQUESTS)]
+    ],
     (Channel.SHELL, "interrupt_request", InvalidMessage),
     (Channel.STDIN, "input_reply", InputReply),
     (Channel.SHELL, "input_reply", InvalidMessage),
@@ -145,23 +160,30 @@ def test_unknown_msg_type(kp: KernelProtocol, client: Client, channel: Channel) 
     assert "unknown" in event.reason
 
 
+@pytest.mark.parametrize("channel", [Channel.SHELL, Channel.CONTROL])
+def test_unsupported_requests(kp: KernelProtocol, client: Client, channel: Channel) -> None:
+    event = kp.receive(channel, client.frames("debug_request"))
+    assert isinstance(event, InvalidMessage)
+    assert "not supported" in event.reason
+    assert "debug_request" in event.reason
+
+
 @pytest.mark.parametrize(
     "msg_type",
     [
-        "debug_request",
+        "interrupt_request",
         "create_subshell_request",
         "delete_subshell_request",
         "list_subshell_request",
     ],
 )
-@pytest.mark.parametrize("channel", [Channel.SHELL, Channel.CONTROL])
-def test_unsupported_requests(
-    kp: KernelProtocol, client: Client, msg_type: str, channel: Channel
+def test_control_requests_are_refused_on_shell(
+    kp: KernelProtocol, client: Client, msg_type: str
 ) -> None:
-    event = kp.receive(channel, client.frames(msg_type))
+    event = kp.receive(Channel.SHELL, client.frames(msg_type))
     assert isinstance(event, InvalidMessage)
-    assert "not supported" in event.reason
-    assert msg_type in event.reason
+    assert event.reason == f"{msg_type!r} on shell: accepted on control only"
+    assert isinstance(kp.receive(Channel.CONTROL, client.frames(msg_type)), Request)
 
 
 def test_bad_frames_become_invalid_message(kp: KernelProtocol, client: Client) -> None:
@@ -461,3 +483,167 @@ def test_session_ids_distinguish_kernels(client: Client) -> None:
     assert ma.msg_id != mb.msg_id
     assert (ma.header.session, mb.header.session) == ("a", "b")
     assert mb.header.username == "bob"
+
+
+# -- kernel subshells (JEP 91) ---------------------------------------------------------------
+
+
+@pytest.fixture
+def skp() -> KernelProtocol:
+    """A kernel that claims subshells."""
+    return KernelProtocol(
+        Session(KEY), session_id="kernel-sess", clock=lambda: CLOCK_VALUE, subshells=True
+    )
+
+
+def control(kp: KernelProtocol, client: Client, msg_type: str, **content: Any) -> Request:
+    req = request(kp, client, msg_type, content, Channel.CONTROL)
+    kp.begin(req)
+    return req
+
+
+def test_subshells_are_created_listed_and_deleted(skp: KernelProtocol, client: Client) -> None:
+    create = control(skp, client, "create_subshell_request")
+    out = skp.create_subshell(create, "a")
+    assert out.channel is Channel.CONTROL
+    reply = client.decode(out)
+    assert reply.msg_type == "create_subshell_reply"
+    assert reply.content == {"status": "ok", "subshell_id": "a"}
+    skp.create_subshell(control(skp, client, "create_subshell_request"), "b")
+    assert skp.knows_subshell("a") and skp.knows_subshell("b")
+    listed = client.decode(skp.list_subshells(control(skp, client, "list_subshell_request")))
+    assert listed.msg_type == "list_subshell_reply"
+    assert listed.content == {"status": "ok", "subshell_id": ["a", "b"]}  # no main shell
+    out, deleted = skp.delete_subshell(
+        control(skp, client, "delete_subshell_request", subshell_id="a")
+    )
+    assert deleted == "a"
+    assert client.decode(out).content == {"status": "ok"}
+    assert not skp.knows_subshell("a")
+    assert skp.subshell_ids == ["b"]
+    with pytest.raises(LocalProtocolError, match="exists already"):
+        skp.create_subshell(control(skp, client, "create_subshell_request"), "b")
+
+
+@pytest.mark.parametrize(
+    ("content", "ename", "evalue"),
+    [
+        ({"subshell_id": "gone"}, "UnknownSubshellError", "unknown subshell_id 'gone'"),
+        ({}, "ProtocolError", "subshell_id must be a string"),
+        ({"subshell_id": 3}, "ProtocolError", "subshell_id must be a string"),
+    ],
+)
+def test_deleting_what_is_no_subshell_is_an_error(
+    skp: KernelProtocol, client: Client, content: dict[str, Any], ename: str, evalue: str
+) -> None:
+    skp.create_subshell(control(skp, client, "create_subshell_request"), "a")
+    out, deleted = skp.delete_subshell(control(skp, client, "delete_subshell_request", **content))
+    assert deleted is None
+    reply = client.decode(out).content
+    assert (reply["status"], reply["ename"]) == ("error", ename)
+    assert evalue in reply["evalue"]
+    assert skp.subshell_ids == ["a"]
+
+
+def test_a_kernel_without_subshells_refuses_them(kp: KernelProtocol, client: Client) -> None:
+    create = kp.create_subshell(control(kp, client, "create_subshell_request"), "a")
+    listed = kp.list_subshells(control(kp, client, "list_subshell_request"))
+    deleted, gone = kp.delete_subshell(
+        control(kp, client, "delete_subshell_request", subshell_id="a")
+    )
+    for out in (create, listed, deleted):
+        reply = client.decode(out).content
+        assert reply["status"] == "error"
+        assert reply["ename"] == "SubshellsNotSupported"
+        assert "does not support kernel subshells" in reply["evalue"]
+    assert gone is None
+    assert not kp.knows_subshell("a")
+
+
+def test_subshell_id_is_read_from_the_header_of_shell_requests(
+    skp: KernelProtocol, client: Client
+) -> None:
+    assert skp.subshell_id(execute(skp, client)) is None
+    assert skp.subshell_id(execute(skp, client, subshell_id="a")) == "a"  # known or not
+    # Control requests act on the whole kernel (JEP 91): no subshell.
+    on_control = request(skp, client, "execute_request", {"code": ""}, Channel.CONTROL, "a")
+    assert skp.subshell_id(on_control) is None
+
+
+def test_a_kernel_without_subshells_ignores_subshell_id(kp: KernelProtocol, client: Client) -> None:
+    """JEP 91: 'Any use of a subshell_id field in a message will be ignored'."""
+    req = execute(kp, client, subshell_id="a")
+    assert kp.subshell_id(req) is None
+    failing = execute(kp, client, subshell_id="b")
+    queued = execute(kp, client, subshell_id="c")
+    kp.execute_failed(kp.begin_execute(failing))
+    assert kp.should_abort(queued)  # one shell: the failure aborts what is queued behind it
+
+
+def test_unknown_subshell_reply(skp: KernelProtocol, client: Client) -> None:
+    for msg_type, content in (("execute_request", {"code": "1"}), ("kernel_info_request", {})):
+        req = request(skp, client, msg_type, content, subshell_id="nope")
+        assert not skp.knows_subshell("nope")
+        skp.begin(req)
+        reply = client.decode(skp.unknown_subshell_reply(req))
+        assert reply.msg_type == msg_type.replace("_request", "_reply")
+        assert reply.parent_header is not None
+        assert reply.parent_header.subshell_id == "nope"
+        assert reply.content["status"] == "error"
+        assert reply.content["ename"] == "UnknownSubshellError"
+        assert reply.content["evalue"] == "unknown subshell_id 'nope'"
+        assert ("execution_count" in reply.content) == (msg_type == "execute_request")
+    assert skp.execution_count == 0  # nothing ran
+
+
+def test_stop_on_error_aborts_within_the_failing_subshell_only(
+    skp: KernelProtocol, client: Client
+) -> None:
+    skp.create_subshell(control(skp, client, "create_subshell_request"), "a")
+    skp.create_subshell(control(skp, client, "create_subshell_request"), "b")
+    failing = execute(skp, client, "fail", subshell_id="a")
+    queued_a = execute(skp, client, "1", subshell_id="a")
+    queued_b = execute(skp, client, "2", subshell_id="b")
+    queued_main = execute(skp, client, "3")
+    plan = skp.begin_execute(failing)
+    assert plan.subshell_id == "a"
+    skp.execute_failed(plan)
+    assert skp.should_abort(queued_a)
+    assert not skp.should_abort(queued_b)
+    assert not skp.should_abort(queued_main)
+    assert not skp.should_abort(execute(skp, client, "later", subshell_id="a"))
+    # The main shell's failure aborts the main shell's queue, not a subshell's.
+    failing_main = execute(skp, client, "fail")
+    queued_main = execute(skp, client, "4")
+    queued_b = execute(skp, client, "5", subshell_id="b")
+    skp.execute_failed(skp.begin_execute(failing_main))
+    assert skp.should_abort(queued_main)
+    assert not skp.should_abort(queued_b)
+
+
+def test_execution_count_is_one_per_kernel(skp: KernelProtocol, client: Client) -> None:
+    """As ipykernel 7: In [n] stays unique across the main shell and its subshells."""
+    skp.create_subshell(control(skp, client, "create_subshell_request"), "a")
+    counts = [
+        skp.begin_execute(execute(skp, client, subshell_id=s)).execution_count
+        for s in (None, "a", None, "a")
+    ]
+    assert counts == [1, 2, 3, 4]
+
+
+def test_replies_and_outputs_keep_the_subshell_in_their_parent(
+    skp: KernelProtocol, client: Client
+) -> None:
+    skp.create_subshell(control(skp, client, "create_subshell_request"), "a")
+    req = execute(skp, client, "1", subshell_id="a")
+    busy = skp.begin(req)
+    plan = skp.begin_execute(req)
+    stream = skp.output(req, "stream", {"name": "stdout", "text": "1"})
+    assert stream is not None
+    outgoing = [skp.publish_output(o) for o in (busy, stream)]
+    outgoing.append(skp.execute_ok(req, plan, {}))
+    for out in outgoing:
+        parent = client.decode(out).parent_header
+        assert parent is not None
+        assert parent.subshell_id == "a"
+        assert parent.msg_id == req.message.msg_id

@@ -22,6 +22,8 @@ class EchoKernel(BaseKernel):
     banner = "Echo kernel: every cell comes back to you"
     display_name = "Echo"
     resources = Path(__file__).parent / "resources"
+    # Cells share nothing but the set of words seen, changed on the Trio thread only.
+    concurrent_subshells = True
 
     def __init__(self) -> None:
         super().__init__()
