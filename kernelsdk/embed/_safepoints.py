@@ -25,8 +25,9 @@ calls :meth:`~SafePoints.interrupt`, which raises :class:`KeyboardInterrupt` in 
 while a job of this kernel runs there, and only then (see :meth:`_HostThread.run_job` for why
 this is race-free). The cell ends with the usual interrupt error; ``poll`` returns normally.
 
-The cost of a ``poll`` with nothing to do is one attribute read (a list's truth value); a C host
-can skip even that with :attr:`SafePoints.on_pending_changed` (a flag of its own).
+A ``poll`` with nothing to do reads one attribute (a list's truth value) and yields the GIL
+once (see :data:`yield_gil`); a C host, which does not hold the GIL between polls, can skip
+even that with :attr:`SafePoints.on_pending_changed` (a flag of its own).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -71,6 +73,14 @@ class _Cell:
         self.jobs: deque[_Job] = deque()
         self.ended = False
         self.started = False  # claimed by a host thread (under the lock)
+
+
+#: Let the kernel's thread take the GIL if it waits for it. A host computing in Python holds
+#: the GIL for a whole switch interval (5 ms) at a time, and a request needs the kernel thread
+#: to take it several times: measured, cells then started seconds late on a loaded machine,
+#: and within a few ms once every poll yields. ``os.sched_yield`` releases the GIL around
+#: the system call (0.3 us); ``time.sleep(0)`` would too, but sleeps ~80 us on Linux.
+yield_gil: Callable[[], None] = getattr(os, "sched_yield", lambda: time.sleep(0))
 
 
 def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> int:
@@ -203,7 +213,8 @@ class SafePoints:
         """A safe point: run the cells waiting now on the calling thread; return how many ran.
 
         With no cell waiting, waits up to ``timeout`` seconds for one to arrive (0: not at
-        all, the common case in a time-step loop, which then costs one attribute read).
+        all, the common case in a time-step loop, which then costs an attribute read and a
+        ``sched_yield`` that lets the kernel's thread take the GIL if it waits for it).
         Each cell runs to its end; after it, ``poll`` takes the next only if one is already
         waiting (a client's next cell arrives after the reply to this one: it runs at the
         next poll). An exception in a cell never leaves ``poll``: it is the cell's error
@@ -212,6 +223,7 @@ class SafePoints:
         returns 0 at once.
         """
         if not self._waiting and timeout <= 0:
+            yield_gil()
             return 0
         deadline = time.monotonic() + timeout if timeout > 0 else 0.0
         ran = 0
