@@ -7,6 +7,7 @@ needs, when it needs it (``run`` never imports jupyter_client).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Iterable
@@ -17,6 +18,8 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from ._install import SlurmLaunch
 
 PROG = "kernelsdk"
 
@@ -87,6 +90,30 @@ def _parser() -> argparse.ArgumentParser:
         default="all",
         help="the ranks' output: all, labelled (default); rank 0 only; grouped after the cell",
     )
+    slurm = p.add_argument_group(
+        "Slurm jobs (see kernelsdk.slurm): the kernel runs as a batch job, from a Jupyter server "
+        "outside the allocation (name: KERNEL-slurm, KERNEL-slurm-mpiN)"
+    )
+    slurm.add_argument(
+        "--slurm", action="store_true", help="run the kernel as a Slurm job (with --mpi: N tasks)"
+    )
+    slurm.add_argument("--partition", help="sbatch --partition")
+    slurm.add_argument("--time", help="sbatch --time (the job's time limit, e.g. 1:00:00)")
+    slurm.add_argument("--nodes", help="sbatch --nodes")
+    slurm.add_argument("--account", help="sbatch --account")
+    slurm.add_argument(
+        "--slurm-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="an extra sbatch argument (repeatable; write --slurm-arg=--flag)",
+    )
+    for flag, text in (
+        ("--idle-timeout", "end the job when no cell has run for S seconds (default: never)"),
+        ("--start-timeout", "wait at most S seconds for the job to start (default: 300)"),
+        ("--walltime-warning", "warn in the notebook S seconds before the time limit (300)"),
+    ):
+        slurm.add_argument(flag, type=float, metavar="S", help=text)
     attach = p.add_argument_group("attaching to an embedded kernel (see kernelsdk.embed)")
     attach.add_argument(
         "--attach",
@@ -234,6 +261,7 @@ def _cmd_install(args: argparse.Namespace) -> int:
     mpi = None
     if args.mpi is not None:
         mpi = MPILaunch(args.mpi, args.launcher, tuple(args.launcher_arg), args.mpi_output)
+    slurm = _slurm_launch(args)
     if not kernels:
         kernels = sorted(available_kernels())
         if not kernels:
@@ -254,6 +282,7 @@ def _cmd_install(args: argparse.Namespace) -> int:
                 env=env,
                 replace=args.replace,
                 mpi=mpi,
+                slurm=slurm,
             )
         except KernelSDKError as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -263,11 +292,47 @@ def _cmd_install(args: argparse.Namespace) -> int:
     return status
 
 
+_SLURM_OPTIONS = (
+    "partition",
+    "time",
+    "nodes",
+    "account",
+    "idle_timeout",
+    "start_timeout",
+    "walltime_warning",
+)
+
+
+def _slurm_launch(args: argparse.Namespace) -> SlurmLaunch | None:
+    from ._install import SlurmLaunch
+
+    given = [o for o in _SLURM_OPTIONS if getattr(args, o) is not None] + (
+        ["slurm_arg"] if args.slurm_arg else []
+    )
+    if not args.slurm:
+        if given:
+            options = ", ".join("--" + o.replace("_", "-") for o in given)
+            raise ConfigError(f"{options} only apply with --slurm")
+        return None
+    return SlurmLaunch(
+        partition=args.partition,
+        time=args.time,
+        nodes=args.nodes,
+        account=args.account,
+        sbatch_args=tuple(args.slurm_arg),
+        idle_timeout=args.idle_timeout,
+        start_timeout=args.start_timeout,
+        walltime_warning=args.walltime_warning,
+    )
+
+
 def _install_attach(args: argparse.Namespace) -> int:
     from ._install import install_attach
 
-    if args.kernels or args.mpi is not None or args.env:
-        raise ConfigError("--attach NAME takes no KERNEL, --mpi or --env: the program runs it")
+    if args.kernels or args.mpi is not None or args.env or args.slurm:
+        raise ConfigError(
+            "--attach NAME takes no KERNEL, --mpi, --slurm or --env: the program runs it"
+        )
     dest = install_attach(
         args.attach,
         user=args.user,
@@ -348,6 +413,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"{PROG} run: ignoring arguments {' '.join(args.ignored)}", file=sys.stderr)
 
     cls = load_kernel(args.kernel, hint=args.kernel_class)
+    if (slurm_settings := os.environ.get("KERNELSDK_SLURM")) is not None:
+        # A kernel in a job of the Slurm provisioner: walltime warning, idle limit.
+        from .slurm._job import job_kernel
+
+        cls = job_kernel(cls, slurm_settings)
     from ._runtime import run_kernel
 
     if args.mpi:

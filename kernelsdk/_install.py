@@ -95,6 +95,53 @@ class MPILaunch:
         return [os.path.abspath(found), "-n", str(self.ranks), *self.launcher_args]
 
 
+#: The jupyter_client provisioner (entry-point name) of the kernelspecs whose kernel runs as a
+#: Slurm job (:class:`SlurmLaunch`, :mod:`kernelsdk.slurm`).
+SLURM_PROVISIONER: Final = "kernelsdk-slurm"
+
+
+@attrs.frozen
+class SlurmLaunch:
+    """How a kernel runs as a Slurm job through the ``kernelsdk-slurm`` provisioner.
+
+    The options become sbatch's (``--partition``, ``--time``, ``--nodes``, ``--account``, then
+    ``sbatch_args`` as given); an MPI variant adds ``--ntasks`` of its ranks. Times are in
+    seconds; ``None`` keeps the provisioner's default.
+    """
+
+    partition: str | None = None
+    time: str | None = None
+    nodes: str | None = None
+    account: str | None = None
+    sbatch_args: tuple[str, ...] = ()
+    idle_timeout: float | None = None
+    start_timeout: float | None = None
+    walltime_warning: float | None = None
+
+    def provisioner(self, ranks: int | None) -> dict[str, Any]:
+        """The kernelspec's ``metadata.kernel_provisioner``."""
+        args = [
+            f"--{option}={value}"
+            for option, value in (
+                ("partition", self.partition),
+                ("time", self.time),
+                ("nodes", self.nodes),
+                ("account", self.account),
+            )
+            if value
+        ]
+        if ranks is not None:
+            args.append(f"--ntasks={ranks}")
+        config: dict[str, Any] = {"sbatch_args": [*args, *self.sbatch_args]}
+        for name in ("idle_timeout", "start_timeout", "walltime_warning"):
+            value = getattr(self, name)
+            if value is not None:
+                if value < 0:
+                    raise ConfigError(f"--{name.replace('_', '-')} cannot be negative")
+                config[name] = float(value)
+        return {"provisioner_name": SLURM_PROVISIONER, "config": config}
+
+
 def kernelspec_for(
     name: str,
     cls: type[Any],
@@ -103,13 +150,15 @@ def kernelspec_for(
     env: Mapping[str, str] | None = None,
     extra_args: Sequence[str] = (),
     mpi: MPILaunch | None = None,
+    slurm: SlurmLaunch | None = None,
 ) -> KernelSpec:
     """The kernelspec that runs kernel ``name`` (an entry-point name or ``module:Class``).
 
     ``display_name`` defaults to the class's ``display_name``, else its ``implementation``
     title-cased, else ``name``. ``env`` is merged over the class's ``kernelspec_env``. With
-    ``mpi``, the kernel runs on every rank of an MPI job (see :mod:`kernelsdk.mpi`). The
-    metadata declares CurveZMQ support (:data:`SPEC_METADATA`).
+    ``mpi``, the kernel runs on every rank of an MPI job (see :mod:`kernelsdk.mpi`). With
+    ``slurm``, the ``kernelsdk-slurm`` provisioner runs it as a Slurm job (see
+    :mod:`kernelsdk.slurm`). The metadata declares CurveZMQ support (:data:`SPEC_METADATA`).
     """
     argv = [sys.executable, *_RUN, name, "-f", "{connection_file}"]
     if ":" not in name and (spec := class_spec(cls)) is not None:
@@ -124,20 +173,28 @@ def kernelspec_for(
     if not display_name:
         implementation = _implementation(cls)
         display_name = implementation.title() if implementation else name
-    if mpi is not None:
+    if slurm is not None:
+        display_name = f"{display_name} (Slurm" + (
+            f", {mpi.ranks} ranks)" if mpi is not None else ")"
+        )
+    elif mpi is not None:
         display_name = f"{display_name} (MPI, {mpi.ranks} ranks)"
+    metadata: dict[str, Any] = {name: list(value) for name, value in SPEC_METADATA.items()}
+    if slurm is not None:
+        metadata["kernel_provisioner"] = slurm.provisioner(None if mpi is None else mpi.ranks)
     merged_env = {str(k): str(v) for k, v in (getattr(cls, "kernelspec_env", None) or {}).items()}
     merged_env.update(env or {})
     return KernelSpec(
         argv=argv,
         display_name=str(display_name),
         language=language,
-        # MPI variants interrupt by message: a signal to the launcher kills or aborts jobs.
+        # MPI variants interrupt by message: a signal to the launcher kills or aborts jobs;
+        # so do Slurm jobs (the kernel runs on another host, and srun eats the first SIGINT).
         interrupt_mode="message"
-        if mpi is not None
+        if mpi is not None or slurm is not None
         else getattr(cls, "interrupt_mode", None) or "signal",
         env=merged_env,
-        metadata={name: list(value) for name, value in SPEC_METADATA.items()},
+        metadata=metadata,
     )
 
 
@@ -237,13 +294,15 @@ def install(
     env: Mapping[str, str] | None = None,
     replace: bool = False,
     mpi: MPILaunch | None = None,
+    slurm: SlurmLaunch | None = None,
 ) -> Path:
     """Install the kernelspec of kernel ``name``; return the spec directory.
 
     Writes ``<kernels dir>/<kernel_name>/kernel.json`` plus every regular file of the class's
     ``resources`` directory (logos, ``kernel.js``). ``kernel_name`` defaults to ``name`` (or,
     for a ``module:Class`` spec, to the class's ``implementation``), with ``-mpiN`` appended
-    for an MPI variant of N ranks.
+    for an MPI variant of N ranks, and ``-slurm`` (before ``-mpiN``) for a kernel run as a Slurm
+    job (``slurm``).
 
     Raises:
         KernelNotFoundError: no kernel ``name``.
@@ -260,10 +319,12 @@ def install(
             kernel_name = _implementation(cls) or ""
             if not KERNEL_NAME_RE.match(kernel_name):
                 raise ConfigError(f"cannot derive a kernel name from {name!r}; give --name")
+        if slurm is not None:
+            kernel_name = f"{kernel_name}-slurm"
         if mpi is not None:
             kernel_name = f"{kernel_name}-mpi{mpi.ranks}"
         kernel_name = validate_kernel_name(kernel_name)
-    spec = kernelspec_for(name, cls, display_name=display_name, env=env, mpi=mpi)
+    spec = kernelspec_for(name, cls, display_name=display_name, env=env, mpi=mpi, slurm=slurm)
     return _install_spec(target, kernel_name, spec, _resource_files(cls), replace=replace)
 
 
