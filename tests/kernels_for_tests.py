@@ -38,7 +38,9 @@ A cell ending in a backslash is incomplete (is_complete, indent "").
 Comm target "probe": on open, the kernel sends {"opened": <open data>}; every comm_msg is
 echoed back as {"echo": <data>}.
 
-``ProbeMessageKernel`` is the same kernel with ``interrupt_mode = "message"``.
+``ProbeMessageKernel`` is the same kernel with ``interrupt_mode = "message"``;
+``SubshellProbeKernel`` (and ``SubshellProbeMessageKernel``) the same claiming kernel
+subshells.
 
 ``NativeProbeKernel`` runs its cells through a :class:`~kernelsdk.NativeRunner`, the way a
 kernel bridging a C runtime does::
@@ -251,6 +253,18 @@ class ProbeKernel(BaseKernel):
 
 
 class ProbeMessageKernel(ProbeKernel):
+    interrupt_mode = "message"
+
+
+class SubshellProbeKernel(ProbeKernel):
+    """The probe claiming kernel subshells (JEP 91): its cells share nothing a concurrent
+    cell could corrupt (Trio runs them on one thread; ``sleep`` and ``spin`` wait in worker
+    threads of their own), so subshells run them concurrently."""
+
+    concurrent_subshells = True
+
+
+class SubshellProbeMessageKernel(SubshellProbeKernel):
     interrupt_mode = "message"
 
 
