@@ -219,6 +219,8 @@ def test_probe_passes_everything_it_supports(
     # encryption check, and test_curve.py checks that it catches a kernel ignoring its keys).
     allowed = {"user_expressions", "encryption"}
     allowed |= {"sigint_idle"} if name.endswith("-msg") else set()
+    # The plain probe claims no subshells; SubshellProbeKernel passes those checks (below).
+    allowed |= set(SUBSHELL_CHECKS)
     assert skipped <= allowed, _explain(results)
 
 
@@ -515,3 +517,97 @@ def test_handshake_skips_a_kernel_that_ignores_the_registration_file_fast(
     assert _statuses(results) == {"handshake": "skip"}, _explain(results)
     assert "did not connect to the registrar" in results[0].message, _explain(results)
     assert time.monotonic() - started < 40, _explain(results)  # was startup_timeout (60 s)
+
+
+# -- kernel subshells (tests/faulty_kernels_subshells.py) -----------------------------------
+
+SUBSHELL_CHECKS = (
+    "subshells",
+    "subshell_parents",
+    "subshell_unknown",
+    "subshell_order",
+    "subshell_concurrency",
+    "subshell_interrupt",
+)
+
+#: fault -> the subshell checks that must fail (the others pass)
+SUBSHELL_FAULTS: dict[str, set[str]] = {
+    "serial_subshells": {"subshell_concurrency", "subshell_interrupt"},
+    "unordered_subshell": {"subshell_order"},
+    "parentless_subshell": {"subshell_parents"},
+    "unknown_runs_on_main": {"subshell_unknown", "subshells"},
+    "list_keeps_deleted": {"subshells"},
+    "interrupt_loses_subshells": {"subshell_interrupt"},
+}
+
+#: fault -> (check, what its failing verdict must say)
+SUBSHELL_VERDICTS: dict[str, list[tuple[str, str]]] = {
+    "serial_subshells": [("subshell_concurrency", "subshells run one at a time")],
+    "unordered_subshell": [("subshell_order", "started (execute_input) before the first's idle")],
+    "parentless_subshell": [("subshell_parents", "has parent subshell_id None")],
+    "unknown_runs_on_main": [("subshell_unknown", "status 'ok', not 'error'")],
+    "list_keeps_deleted": [("subshells", "list_subshell_reply still lists")],
+    "interrupt_loses_subshells": [("subshell_interrupt", "after the interrupt, the subshell")],
+}
+
+
+@pytest.fixture(scope="module")
+def subshell_results(specs: JupyterEnv) -> dict[str, list[Result]]:
+    """The subshell checks against the probe claiming subshells (both interrupt modes) and
+    each subshell-faulty kernel, concurrently."""
+    probes = {
+        "conf-probe-subshells": ("kernels_for_tests:SubshellProbeKernel", "signal"),
+        "conf-probe-subshells-msg": ("kernels_for_tests:SubshellProbeMessageKernel", "message"),
+    }
+    for name, (cls, mode) in probes.items():
+        _write_spec(specs.kernels_dir, name, _spec(name, cls, {}, mode))
+    for fault in SUBSHELL_FAULTS:
+        name = f"subshell-{fault}"
+        cls = "faulty_kernels_subshells:FaultySubshellKernel"
+        _write_spec(specs.kernels_dir, name, _spec(name, cls, {"KSDK_FAULT": fault}))
+    names = [*probes, *(f"subshell-{f}" for f in SUBSHELL_FAULTS)]
+
+    def one(name: str) -> list[Result]:
+        return run(name, ProbeProfile(), checks=SUBSHELL_CHECKS, options=FAST)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(zip(names, pool.map(one, names), strict=True))
+
+
+@pytest.mark.timeout(FAULT_RUN_TIMEOUT)
+@pytest.mark.parametrize("name", ["conf-probe-subshells", "conf-probe-subshells-msg"])
+def test_probe_with_subshells_passes_the_subshell_checks(
+    subshell_results: dict[str, list[Result]], name: str
+) -> None:
+    results = subshell_results[name]
+    assert _statuses(results) == dict.fromkeys(SUBSHELL_CHECKS, "pass"), _explain(results)
+    interrupt = next(r for r in results if r.name == "subshell_interrupt")
+    assert "the subshell's was interrupted too" in interrupt.message, _explain(results)
+
+
+@pytest.mark.timeout(FAULT_RUN_TIMEOUT)
+@pytest.mark.parametrize("fault", sorted(SUBSHELL_FAULTS))
+def test_subshell_fault_is_caught_by_its_check_only(
+    subshell_results: dict[str, list[Result]], fault: str
+) -> None:
+    results = subshell_results[f"subshell-{fault}"]
+    failed = {r.name for r in results if r.status in ("fail", "error")}
+    assert failed == SUBSHELL_FAULTS[fault], _explain(results)
+    messages = {r.name: r.message for r in results}
+    for name, text in SUBSHELL_VERDICTS[fault]:
+        assert text in messages[name], _explain(results)
+
+
+def test_echo_passes_the_subshell_checks_it_can_run(specs: JupyterEnv) -> None:
+    """Echo claims subshells but has no sleep: order, concurrency and interrupt skip."""
+    from kernelsdk_conformance import EchoProfile
+
+    results = run("echo", EchoProfile(), checks=SUBSHELL_CHECKS, options=FAST)
+    assert _statuses(results) == {
+        "subshells": "pass",
+        "subshell_parents": "pass",
+        "subshell_unknown": "pass",
+        "subshell_order": "skip",
+        "subshell_concurrency": "skip",
+        "subshell_interrupt": "skip",
+    }, _explain(results)

@@ -482,8 +482,13 @@ class KernelClient:
         *,
         metadata: dict[str, Any] | None = None,
         parent: dict[str, Any] | None = None,
+        subshell_id: str | None = None,
     ) -> str:
-        msg_id, frames = self.frames(msg_type, content, metadata=metadata, parent=parent)
+        """Send a request; ``subshell_id`` goes into its header (kernel subshells, JEP 91)."""
+        header = None if subshell_id is None else self.header(msg_type, subshell_id=subshell_id)
+        msg_id, frames = self.frames(
+            msg_type, content, header=header, metadata=metadata, parent=parent
+        )
         self.sent_ids.add(msg_id)
         self.send_frames(channel, frames)
         return msg_id
@@ -498,6 +503,7 @@ class KernelClient:
         allow_stdin: bool = False,
         stop_on_error: bool = True,
         channel: str = "shell",
+        subshell_id: str | None = None,
     ) -> str:
         return self.send(
             channel,
@@ -510,6 +516,7 @@ class KernelClient:
                 "allow_stdin": allow_stdin,
                 "stop_on_error": stop_on_error,
             },
+            subshell_id=subshell_id,
         )
 
     # -- receiving -----------------------------------------------------------------------------

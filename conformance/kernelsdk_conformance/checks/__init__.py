@@ -8,6 +8,8 @@
 * ``stdin_comms``: stdin, comms, comm_status, stop_on_error.
 * ``robustness``: security, robustness (with the fuzzer), schema.
 * ``transport``: encryption (CurveZMQ, JEP 145).
+* ``subshells``: subshells, subshell_parents, subshell_unknown, subshell_order,
+  subshell_concurrency, subshell_interrupt (JEP 91; skipped unless the kernel claims them).
 * ``_helpers``: what several areas share (``expect``, ``status_ok``, ``bracket``, ...).
 
 Each check returns a pass message, or raises ``Skip`` / ``Fail`` with a precise reason. Spec
@@ -21,7 +23,7 @@ whatever its place here. A new check goes into its area's module and into ``ORDE
 from __future__ import annotations
 
 from .._registry import CHECKS
-from . import iopub, lifecycle, robustness, shell, stdin_comms, transport
+from . import iopub, lifecycle, robustness, shell, stdin_comms, subshells, transport
 
 ORDER = (
     "kernel_info",
@@ -43,6 +45,12 @@ ORDER = (
     "streams",
     "display",
     "stop_on_error",
+    "subshells",
+    "subshell_parents",
+    "subshell_unknown",
+    "subshell_order",
+    "subshell_concurrency",
+    "subshell_interrupt",
     "robustness",
     "iopub_welcome",
     "handshake",
@@ -54,7 +62,7 @@ ORDER = (
     "parent_death",
 )
 
-_MODULES = (iopub, lifecycle, robustness, shell, stdin_comms, transport)
+_MODULES = (iopub, lifecycle, robustness, shell, stdin_comms, subshells, transport)
 
 
 def _arrange() -> None:
