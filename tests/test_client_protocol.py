@@ -154,10 +154,46 @@ def test_subshell_id_goes_into_the_header(pair: ProtocolPair) -> None:
     assert reply.message.parent_header.subshell_id == "sub-1"
 
 
+def test_subshell_requests_round_trip(pair: ProtocolPair) -> None:
+    """create/list/delete_subshell_request: control only, tracked until reply and idle."""
+    pair.kernel.subshells = True
+    replies = []
+    for msg_type, content in (
+        ("create_subshell_request", {}),
+        ("list_subshell_request", {}),
+        ("delete_subshell_request", {"subshell_id": "s1"}),
+    ):
+        _, req = pair.send(Channel.CONTROL, msg_type, content)
+        pair.busy(req)
+        if msg_type == "create_subshell_request":
+            out = pair.kernel.create_subshell(req, "s1")
+        elif msg_type == "list_subshell_request":
+            out = pair.kernel.list_subshells(req)
+        else:
+            out, _deleted = pair.kernel.delete_subshell(req)
+        reply = pair.to_client(out)
+        assert isinstance(reply, Reply)
+        assert reply.request is not None
+        assert reply.msg_type == reply.request.reply_type == msg_type.replace("request", "reply")
+        assert not reply.finished  # its idle is still to come
+        idle = pair.to_client(pair.idle(req))
+        assert idle.finished  # type: ignore[union-attr]
+        replies.append(reply.message.content)
+    assert replies == [
+        {"status": "ok", "subshell_id": "s1"},
+        {"status": "ok", "subshell_id": ["s1"]},
+        {"status": "ok"},
+    ]
+    for msg_type in ("create_subshell_request", "list_subshell_request"):
+        with pytest.raises(LocalProtocolError):
+            pair.client.request(Channel.SHELL, msg_type)
+
+
 @pytest.mark.parametrize(
     ("channel", "msg_type"),
     [
         (Channel.SHELL, "interrupt_request"),  # control only
+        (Channel.SHELL, "create_subshell_request"),  # control only
         (Channel.SHELL, "debug_request"),
         (Channel.SHELL, "input_reply"),
         (Channel.CONTROL, "input_reply"),
