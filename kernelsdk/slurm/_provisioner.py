@@ -201,7 +201,7 @@ class SlurmProvisioner(KernelProvisionerBase):
                 ip=self.kernel_ip,
                 key=key.decode(),
                 signature_scheme=scheme,
-                kernel_name=str(getattr(self.kernel_spec, "name", "") or ""),
+                kernel_name=self._kernel_name(),
                 kernel_id=str(self.kernel_id),
                 registration_ip=self.connect_host or socket.gethostname(),
                 registration_port=registrar.port,
@@ -311,8 +311,7 @@ class SlurmProvisioner(KernelProvisionerBase):
         args = list(self.sbatch_args)
         ours = ["--export=ALL"]
         if not has_option(args, "--job-name", "-J"):
-            name = getattr(self.kernel_spec, "name", "") or "kernel"
-            ours.append(f"--job-name=jupyter-{name}")
+            ours.append(f"--job-name=jupyter-{self._kernel_name() or 'kernel'}")
         if not has_option(args, "--output", "-o"):
             ours.append(f"--output={self._log_path('%j')}")
         return [*ours, *args]
@@ -540,6 +539,11 @@ class SlurmProvisioner(KernelProvisionerBase):
         self._stay_dead = False
         self._shutdown_asked = False
         self._last_status = 0.0
+
+    def _kernel_name(self) -> str:
+        """The kernelspec's name (the manager knows it; the spec object may not)."""
+        name = getattr(self.parent, "kernel_name", "") or getattr(self.kernel_spec, "name", "")
+        return str(name or "")
 
     def _display_name(self) -> str:
         return str(getattr(self.kernel_spec, "display_name", "") or "kernel")

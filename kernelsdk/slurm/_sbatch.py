@@ -75,7 +75,10 @@ def batch_script(argv: Sequence[str]) -> str:
     words = []
     for arg in argv:
         pieces = arg.split(_PLACEHOLDER)
-        words.append('"$kernel_dir/connection.json"'.join(shlex.quote(p) for p in pieces))
+        words.append(
+            '"$kernel_dir/connection.json"'.join(shlex.quote(p) if p else "" for p in pieces)
+            or "''"
+        )
     # Not exec: the trap removes the directory when the kernel ends.
     return _SCRIPT_HEAD + " ".join(words) + "\n"
 
