@@ -430,10 +430,11 @@ class RequestHandlers:
             # The client that started them is going: what they print would reach nobody.
             self.interrupt()
         content = {"status": "ok", "restart": False}
-        await self._reply(req, content)
         # As a real shutdown does, so that every client of the session learns it has ended.
         self._queue(self.protocol.output(req, "shutdown_reply", content))
+        # Counted before the reply leaves: a client that has its reply sees the detach.
         self.runtime.detached()
+        await self._reply(req, content)
 
     # -- kernel subshells (JEP 91) ------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import trio
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_core.utils import ensure_event_loop
 
@@ -216,6 +217,83 @@ def test_an_interrupt_stops_a_long_cell_on_the_host_thread_and_the_host_goes_on(
         assert after["status"] == "ok"  # the next cell ran, at a later poll
         assert sum(polls) == 2
         assert kernel.namespace["n"] > 0
+
+
+def test_without_safe_points_an_interrupt_stops_the_cell_in_its_worker_thread() -> None:
+    started, stopped = threading.Event(), threading.Event()
+    kernel = PythonKernel({"started": started, "stopped": stopped})
+    with start_kernel(kernel, "worker") as handle, client_of(handle.connection_file) as kc:
+        msg_id = kc.execute(
+            "started.set()\nn = 0\n"
+            "try:\n    while True:\n        n += 1\nfinally:\n    stopped.set()"
+        )
+        assert started.wait(TIMEOUT)
+        assert control(kc, "interrupt_request")["content"] == {"status": "ok"}
+        reply = reply_to(kc, msg_id)["content"]
+        # The reply came once the loop had stopped: no thread left running the cell.
+        assert stopped.is_set()
+        assert reply["ename"] == "KeyboardInterrupt"
+        after, _ = execute(kc, "'next'")
+        assert after["status"] == "ok"
+
+
+class TwoSteps(BaseKernel):
+    """Each cell is two jobs on the host thread; between them the kernel sends the host
+    thread a SIGINT (a user's Ctrl-C) and waits until the host has seen it."""
+
+    def __init__(self, host: int, host_saw_it: threading.Event) -> None:
+        super().__init__()
+        self.host = host
+        self.host_saw_it = host_saw_it
+        self.ran: list[str] = []
+
+    async def do_execute(self, code: str, ctx: Any) -> str:
+        await ctx.run_blocking(self.ran.append, "first")
+        signal.pthread_kill(self.host, signal.SIGINT)
+        await trio.to_thread.run_sync(self.host_saw_it.wait, TIMEOUT)
+        await ctx.run_blocking(self.ran.append, "second")
+        return "done"
+
+
+def test_a_ctrl_c_between_two_jobs_is_the_hosts_and_the_next_poll_resumes_the_cell() -> None:
+    assert threading.current_thread() is threading.main_thread()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    host_saw_it = threading.Event()
+    kernel = TwoSteps(threading.get_ident(), host_saw_it)
+    with start_kernel(kernel, "ctrl-c", safe_points=True) as handle:
+
+        def client() -> dict[str, Any]:
+            with client_of(handle.connection_file) as kc:
+                reply, _ = execute(kc, "go")
+                return reply
+
+        future = in_client_thread(client)
+        with pytest.raises(KeyboardInterrupt):
+            while True:
+                handle.poll(0.05)
+        host_saw_it.set()
+        assert kernel.ran == ["first"]
+        assert handle.has_pending  # the cell waits for a host again
+        assert handle.poll(TIMEOUT) == 1
+        assert kernel.ran == ["first", "second"]
+        assert future.result(TIMEOUT)["status"] == "ok"
+
+
+def test_input_in_a_cell_asks_the_frontend() -> None:
+    with start_kernel(PythonKernel(), "stdin", safe_points=True) as handle:
+
+        def client() -> tuple[dict[str, Any], list[dict[str, Any]], str]:
+            with client_of(handle.connection_file) as kc:
+                msg_id = kc.execute("name = input('who? ')\nprint('hello', name)", allow_stdin=True)
+                request = kc.get_stdin_msg(timeout=TIMEOUT)
+                kc.input("world")
+                reply = reply_to(kc, msg_id)["content"]
+                return reply, iopub_until(kc, msg_id, "stream"), request["content"]["prompt"]
+
+        reply, iopub, prompt = poll_until_done(handle, in_client_thread(client))
+        assert prompt == "who? "
+        assert reply["status"] == "ok"
+        assert iopub[-1]["content"]["text"] == "hello world\n"
 
 
 @pytest.mark.parametrize(

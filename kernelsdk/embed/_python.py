@@ -21,7 +21,7 @@ import traceback
 from typing import Any, ClassVar, TextIO
 
 from .._context import ExecuteContext, MimeBundle
-from .._exceptions import ExecutionError
+from .._exceptions import ExecutionError, StdinNotAllowedError
 from .._kernel import BaseKernel, Completions, IsComplete
 
 #: Rich representations, in the order frontends prefer them, by their ``_repr_*_`` method.
@@ -108,6 +108,18 @@ class _CellOutput:
         text = (" " if sep is None else sep).join(map(str, values)) + ("\n" if end is None else end)
         ctx.stream("stderr" if file is sys.stderr else "stdout", text)
 
+    def input(self, prompt: object = "") -> str:
+        ctx = self.current()
+        if ctx is None:
+            return builtins.input(prompt)
+        try:
+            return ctx.input_from_thread(str(prompt))
+        except RuntimeError as exc:  # the cell runs on the kernel's own Trio thread
+            raise StdinNotAllowedError(
+                "input() cannot wait for the frontend in a kernel running on the host's "
+                "event loop (the loop would stop); use a thread with safe points"
+            ) from exc
+
     def display(self, *objs: object, **options: Any) -> None:
         ctx = self.current()
         if ctx is None:
@@ -128,9 +140,10 @@ class PythonKernel(BaseKernel):
 
     The value of a cell's last expression is its result (shown with its ``_repr_*_``
     methods, else ``repr``). ``print`` and ``display(obj, ...)`` in the namespace send to
-    the cell's output. An error is the cell's error reply, with a traceback of the cell's
-    own frames; ``SystemExit`` and ``KeyboardInterrupt`` in a cell are errors of the cell,
-    never of the host. Completion looks names up in the namespace without running code.
+    the cell's output, ``input`` asks the frontend. An error is the cell's error reply,
+    with a traceback of the cell's own frames; ``SystemExit`` and ``KeyboardInterrupt`` in a
+    cell are errors of the cell, never of the host. Completion looks names up in the
+    namespace without running code.
     """
 
     implementation = "kernelsdk-embed-python"
@@ -153,6 +166,7 @@ class PythonKernel(BaseKernel):
         self.namespace.setdefault("__builtins__", builtins)
         self.namespace["print"] = self._output.print
         self.namespace["display"] = self._output.display
+        self.namespace["input"] = self._output.input
         self._sources: dict[str, list[str]] = {}  # cell "file name" -> its lines
 
     async def do_execute(self, code: str, ctx: ExecuteContext) -> MimeBundle | str | None:

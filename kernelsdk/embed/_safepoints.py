@@ -22,8 +22,9 @@ variable guard everything they share.
 
 An interrupt cancels the cell's Trio scope (a cell still waiting is dropped, never run) and
 calls :meth:`~SafePoints.interrupt`, which raises :class:`KeyboardInterrupt` in the host thread
-while a job of this kernel runs there, and only then (see :meth:`_HostThread.run_job` for why
-this is race-free). The cell ends with the usual interrupt error; ``poll`` returns normally.
+while a job of this kernel runs there, and only then (see
+:meth:`~kernelsdk.embed._interruptible.InterruptibleCalls.call` for why this is race-free).
+The cell ends with the usual interrupt error; ``poll`` returns normally.
 
 A ``poll`` with nothing to do reads one attribute (a list's truth value) and yields the GIL
 once (see :data:`yield_gil`); a C host, which does not hold the GIL between polls, can skip
@@ -32,7 +33,6 @@ even that with :attr:`SafePoints.on_pending_changed` (a flag of its own).
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import math
 import os
@@ -47,6 +47,7 @@ import outcome
 import trio
 
 from .._exceptions import KernelSDKError
+from ._interruptible import InterruptibleCalls, finish
 
 log = logging.getLogger("kernelsdk.embed")
 
@@ -62,7 +63,7 @@ class _Job:
         self.done = trio.Event()
         self.result: outcome.Outcome[Any] | None = None
         self.taken = False  # by the host thread (under the lock)
-        self.interrupt_sent = False  # at most one KeyboardInterrupt per job (see run_job)
+        self.delivered = False  # its outcome handed to the kernel thread
 
 
 class _Cell:
@@ -81,15 +82,6 @@ class _Cell:
 #: and within a few ms once every poll yields. ``os.sched_yield`` releases the GIL around
 #: the system call (0.3 us); ``time.sleep(0)`` would too, but sleeps ~80 us on Linux.
 yield_gil: Callable[[], None] = getattr(os, "sched_yield", lambda: time.sleep(0))
-
-
-def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> int:
-    """Raise ``exc`` in thread ``thread_id`` at its next Python instruction; None withdraws
-    one not yet raised. The only way to stop Python code on a thread we do not own."""
-    result: int = ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else None
-    )
-    return result
 
 
 @final
@@ -116,8 +108,11 @@ class SafePoints:
         self._changed = threading.Condition(self._lock)
         self._waiting: deque[_Cell] = deque()  # not yet claimed, oldest first
         self._token: trio.lowlevel.TrioToken | None = None
-        self._job_thread: int | None = None  # the host thread while it runs a job
-        self._running_job: _Job | None = None
+        #: The cells' jobs, run on host threads; an interrupt stops them there.
+        self.calls = InterruptibleCalls()
+        # A claimed cell whose host thread left poll by an exception of its own (a Ctrl-C
+        # between two jobs): the next poll goes on with it, or it would wait forever.
+        self._orphan: _Cell | None = None
         # The cell whose do_execute runs (claimed, not ended): cells run one at a time, as
         # the shell worker handles one execute_request at a time.
         self._current: _Cell | None = None
@@ -184,30 +179,19 @@ class SafePoints:
                 await job.done.wait()
             raise
         assert job.result is not None  # set before done
-        if isinstance(job.result, outcome.Error) and isinstance(
-            job.result.error, KeyboardInterrupt
-        ):
-            # An interrupt that reached the job as its scope was being cancelled: the cell
-            # ends as interrupted (Cancelled), never with a KeyboardInterrupt in Trio.
-            await trio.lowlevel.checkpoint_if_cancelled()
-        result: T = job.result.unwrap()
+        result: T = await finish(job.result)
         return result
 
     def interrupt(self) -> None:
         """Raise :class:`KeyboardInterrupt` in the host thread if it runs a job of ours."""
-        with self._lock:
-            job, thread = self._running_job, self._job_thread
-            if job is None or thread is None or job.interrupt_sent:
-                return
-            job.interrupt_sent = True
-            _set_async_exc(thread, KeyboardInterrupt)
+        self.calls.interrupt()
 
     # -- the host thread ---------------------------------------------------------------------
 
     @property
     def has_pending(self) -> bool:
         """A cell waits for the host's next :meth:`poll` (cheap: no lock)."""
-        return bool(self._waiting)
+        return bool(self._waiting) or self._orphan is not None
 
     def poll(self, timeout: float = 0.0) -> int:
         """A safe point: run the cells waiting now on the calling thread; return how many ran.
@@ -222,7 +206,7 @@ class SafePoints:
         cell's code runs) and ``poll`` returns normally. Once the kernel has stopped, ``poll``
         returns 0 at once.
         """
-        if not self._waiting and timeout <= 0:
+        if not self._waiting and timeout <= 0 and self._orphan is None:
             yield_gil()
             return 0
         deadline = time.monotonic() + timeout if timeout > 0 else 0.0
@@ -256,6 +240,9 @@ class SafePoints:
     def _claim(self, deadline: float, until: Callable[[], bool] | None = None) -> _Cell | None:
         """The first waiting cell, claimed; None at the deadline (0: no wait) or once closed."""
         with self._lock:
+            if self._orphan is not None:  # claimed already: its task runs, it needs a host
+                cell, self._orphan = self._orphan, None
+                return cell
             while not self._waiting:
                 if self._closed or (until is not None and until()):
                     return None
@@ -281,25 +268,41 @@ class SafePoints:
 
     def _run_claimed(self, cell: _Cell) -> None:
         """Run the jobs of ``cell`` on this thread until it ends."""
-        thread = _HostThread(self, threading.get_ident())
-        while True:
+        job: _Job | None = None
+        try:
+            while True:
+                with self._lock:
+                    while not cell.jobs and not cell.ended and not self._closed:
+                        self._changed.wait()
+                    if not cell.jobs:
+                        return  # ended, or the kernel stopped
+                    job = cell.jobs.popleft()
+                    job.taken = True
+                # Never raises: the job's exception (an interrupt included) is its outcome.
+                self._finish(job, self.calls.call(job.fn, *job.args))
+                job = None
+        except BaseException as exc:
+            # The host's own exception (a Ctrl-C between two jobs of the cell): it is the
+            # host's to handle. A job it had taken gets an outcome all the same, and the cell
+            # waits for whichever poll comes next.
+            if job is not None and not job.delivered:
+                self._finish(job, job.result or outcome.Error(exc))
             with self._lock:
-                while not cell.jobs and not cell.ended and not self._closed:
-                    self._changed.wait()
-                if not cell.jobs:
-                    return  # ended, or the kernel stopped
-                job = cell.jobs.popleft()
-                job.taken = True
-            thread.run_job(job)
+                if not cell.ended:
+                    self._orphan = cell
+            if self._orphan is cell:
+                self._notify_pending(True)
+            raise
 
     def _finish(self, job: _Job, result: outcome.Outcome[Any]) -> None:
         job.result = result
         token = self._token
         assert token is not None
         try:
-            token.run_sync_soon(job.done.set)
+            token.run_sync_soon(job.done.set)  # twice (see _run_claimed) is harmless
         except trio.RunFinishedError:
             log.warning("the kernel stopped while a cell's work ran on the host thread")
+        job.delivered = True
 
     def _notify_pending(self, pending: bool) -> None:
         hook = self.on_pending_changed
@@ -313,47 +316,3 @@ class SafePoints:
 
 class HostStoppedError(KernelSDKError):
     """The host program stopped its kernel before this cell could run."""
-
-
-class _HostThread:
-    """Runs jobs on one host thread, interruptibly, without ever letting an interrupt's
-    :class:`KeyboardInterrupt` escape into the host's own code."""
-
-    def __init__(self, safe_points: SafePoints, ident: int) -> None:
-        self.sp = safe_points
-        self.ident = ident
-
-    def run_job(self, job: _Job) -> None:
-        """Run ``job`` here and hand its outcome to the kernel thread.
-
-        Why this is race-free: :meth:`SafePoints.interrupt` raises the asynchronous
-        ``KeyboardInterrupt`` only while ``_running_job`` is this job, checked and set under
-        the lock, and at most once per job. That window opens (under the lock) just before
-        ``fn`` and closes (under the lock, withdrawing an exception not yet delivered) just
-        after, so the one exception lands in ``fn`` (its outcome), or in the few instructions
-        around it, where the ``except`` clauses below catch it; it can never land after the
-        window has closed.
-        """
-        sp = self.sp
-        result: outcome.Outcome[Any] | None = None
-        try:
-            with sp._lock:
-                sp._running_job, sp._job_thread = job, self.ident
-            result = outcome.capture(job.fn, *job.args)
-        except KeyboardInterrupt as exc:  # landed just before fn, or just after it
-            if result is None:
-                result = outcome.Error(exc)
-        finally:
-            self._close_window()
-        sp._finish(job, result)
-
-    def _close_window(self) -> None:
-        sp = self.sp
-        while True:
-            try:
-                with sp._lock:
-                    sp._running_job = sp._job_thread = None
-                    _set_async_exc(self.ident, None)
-                return
-            except KeyboardInterrupt:  # delivered while closing: it was the job's; again
-                continue

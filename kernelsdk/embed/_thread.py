@@ -21,6 +21,7 @@ import trio
 
 from .._kernel import BaseKernel
 from ._base import KernelHost, Transport, new_connection_info
+from ._interruptible import WorkerThreads
 from ._safepoints import SafePoints, yield_gil
 
 log = logging.getLogger("kernelsdk.embed")
@@ -38,7 +39,8 @@ class EmbeddedKernel(KernelHost):
 
     Attributes:
         safe_points: the executor running cells on the host's thread (None without safe
-            points: cells run on the kernel's own threads whenever they arrive).
+            points: cells run on worker threads of the kernel's whenever they arrive, and an
+            interrupt stops them there).
     """
 
     def __init__(
@@ -54,11 +56,13 @@ class EmbeddedKernel(KernelHost):
         packer: str = "json",
     ) -> None:
         self.safe_points: SafePoints | None = SafePoints() if safe_points else None
+        executor: SafePoints | WorkerThreads = self.safe_points or WorkerThreads()
+        self._calls = executor.calls
         super().__init__(
             kernel,
             name,
             new_connection_info(name, transport, ip),
-            executor=self.safe_points,
+            executor=executor,
             allow_shutdown=allow_shutdown,
             connection_file=connection_file,
             packer=packer,
@@ -105,15 +109,15 @@ class EmbeddedKernel(KernelHost):
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the kernel: close its sockets, remove its connection file, end its thread.
 
-        Idempotent, from any thread. A cell running on the host thread is interrupted first.
+        Idempotent, from any thread. A running cell is interrupted first.
         Called from one of the kernel's cells it only asks the kernel to stop (waiting there
         would wait for itself). Waits at most ``timeout`` seconds for the thread to end.
         """
         with self._stop_lock:
             first, self._stopping = not self._stopping, True
         if first:
+            self._calls.interrupt()
             if self.safe_points is not None:
-                self.safe_points.interrupt()
                 self.safe_points.close()
             self._request_stop()
             self._remove_file()
@@ -125,8 +129,7 @@ class EmbeddedKernel(KernelHost):
                 log.warning("embedded kernel %r did not stop within %s s", self.name, timeout)
 
     def _running_a_cell_here(self) -> bool:
-        sp = self.safe_points
-        return sp is not None and sp._job_thread == threading.get_ident()
+        return self._calls.running_here()
 
     @property
     def stopped(self) -> bool:
