@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -401,3 +402,54 @@ def test_idle_limit_ends_the_job(
     assert end is not None and IDLE_COMMENT in end.comment, end
     assert end.state == "CANCELLED"
     wait_until(lambda: job not in slurm.jobs())
+
+
+# -- JupyterLab in Chromium -------------------------------------------------------------------
+
+_E2E_SKIP = ""
+try:
+    # The JupyterLab server, browser and page fixtures of the JupyterLab tests (the module
+    # skips itself where Chromium or Playwright is missing).
+    from test_e2e_jupyterlab import (  # noqa: F401 (fixtures)
+        KERNEL_TIMEOUT,
+        Lab,
+        Scenario,
+        browser,
+        lab,
+        open_new_notebook,
+        page,
+    )
+except pytest.skip.Exception as exc:
+    _E2E_SKIP = str(exc)
+
+
+@pytest.mark.timeout(300)
+def test_jupyterlab_starts_lua_on_two_ranks_in_a_job(
+    slurm: SlurmCluster, request: pytest.FixtureRequest
+) -> None:
+    """From the launcher, a notebook on "Lua 5.4 (Slurm, 2 ranks)"; a cell prints each rank's
+    host and job id. (slurm first: the JupyterLab server must see the cluster's SLURM_CONF.)"""
+    if _E2E_SKIP:
+        pytest.skip(_E2E_SKIP)
+    from playwright.sync_api import expect
+
+    lab_server: Lab = request.getfixturevalue("lab")
+    the_page = request.getfixturevalue("page")
+    scenario = Scenario(
+        kernel="lua54-slurm-mpi2",
+        display_name="Lua 5.4 (Slurm, 2 ranks)",
+        print_source='print(mpi.rank, os.getenv("SLURMD_NODENAME"), os.getenv("SLURM_JOB_ID"))',
+        printed="",
+    )
+    nb = open_new_notebook(the_page, lab_server, scenario)
+    (job,) = slurm.jobs()
+    nb.screenshot("slurm-started")
+    cell, count = nb.run(scenario.print_source)
+    assert count == 1
+    stdout = cell.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stdout"]')
+    for rank in (0, 1):
+        expect(stdout.first).to_contain_text(
+            re.compile(rf"\[rank {rank}\] {rank}\s+{slurm.node}\s+{job}\b"),
+            timeout=KERNEL_TIMEOUT,
+        )
+    nb.screenshot("slurm-ranks")
