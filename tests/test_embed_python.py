@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import os
 import signal
 import stat
@@ -568,3 +569,21 @@ def test_jupyter_console_attaches_with_existing() -> None:
         )
         assert "43" in proc.stdout, proc.stdout + proc.stderr
         assert not handle.stopped  # the console's exit left the kernel running
+
+
+def test_the_embedding_benchmark_runs_and_reports_every_figure() -> None:
+    """benchmarks/embed_python.py --tiny: the structure of its results, never a timing."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "embed_python.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--tiny", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    assert set(results) == {"poll_ns", "overhead", "idle", "start"}
+    assert results["poll_ns"] > 0
+    assert set(results["overhead"]) == {"step_alone_ms", "step_embedded_ms", "ratio"}
+    assert set(results["idle"]) == {"seconds", "cpu_percent", "wakeups_per_s"}
+    assert results["start"]["cells"] == 2  # the first of 3 is left out
