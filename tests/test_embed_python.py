@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import json
 import os
+import queue
 import signal
 import stat
 import subprocess
@@ -33,6 +35,7 @@ from kernelsdk.embed import (
     EmbeddedKernel,
     GuestKernel,
     PythonKernel,
+    start_guest_kernel,
     start_kernel,
     start_kernel_async,
 )
@@ -430,6 +433,46 @@ def test_an_asyncio_host_runs_cells_on_its_loop_thread() -> None:
     assert {s: signal.getsignal(s) for s in before} == before
 
 
+def test_any_event_loop_with_a_thread_safe_call_soon_hosts_a_guest_kernel() -> None:
+    """start_guest_kernel on the smallest loop there is: a queue of callbacks, run by this
+    thread (what Qt's queued signal is to a Qt application)."""
+    callbacks: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
+    ready: list[GuestKernel] = []
+    stopped: list[BaseException | None] = []
+    kernel = PythonKernel({"loop_thread": threading.get_ident()})
+
+    def client(handle: GuestKernel) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        try:
+            with client_of(handle.connection_file) as kc:
+                return [
+                    execute(kc, "import threading\nprint(threading.get_ident() == loop_thread)"),
+                    execute(kc, "input('never')"),
+                ]
+        finally:
+            callbacks.put(handle.stop)  # through the loop, as anything from another thread
+
+    start_guest_kernel(
+        kernel,
+        "custom-loop",
+        run_sync_soon_threadsafe=callbacks.put,
+        on_ready=ready.append,
+        on_stopped=stopped.append,
+    )
+    future = None
+    while not stopped:  # the host's loop
+        callbacks.get(timeout=TIMEOUT)()
+        if ready and future is None:
+            future = in_client_thread(functools.partial(client, ready[0]))
+    assert stopped == [None]
+    assert future is not None
+    (ran, ran_iopub), (asked, _) = future.result(TIMEOUT)
+    assert ran["status"] == "ok"
+    assert stdout_of(ran_iopub) == "True\n"  # on the loop's thread
+    assert asked["ename"] == "StdinNotAllowedError"
+    assert "host's event loop" in asked["evalue"]
+    assert not ready[0].connection_file.exists()
+
+
 # -- several kernels, detach, shutdown, files ---------------------------------------------------
 
 
@@ -527,6 +570,24 @@ def test_the_connection_file_is_private_named_and_removed_on_stop(runtime_dir: P
     assert handle.stopped
     handle.stop()  # idempotent
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_a_cell_may_stop_its_own_kernel() -> None:
+    kernel = PythonKernel()
+    handle = start_kernel(kernel, "self-stop", safe_points=True)
+    handle.expose("handle", handle)
+
+    def client() -> None:
+        with client_of(handle.connection_file) as kc:
+            kc.execute("handle.stop()\nafter_stop = True")  # no reply will come
+
+    future = in_client_thread(client)
+    assert handle.poll(TIMEOUT) == 1  # the cell ran here, to its end, and poll returned
+    future.result(TIMEOUT)
+    assert kernel.namespace["after_stop"] is True
+    handle.stop()  # from the host: waits for the kernel's thread
+    assert handle.stopped
+    assert not handle.connection_file.exists()
 
 
 def test_bad_names_and_unbindable_addresses_raise_in_the_caller() -> None:

@@ -88,10 +88,12 @@ class InterruptibleCalls:
                 continue
 
     def interrupt(self) -> None:
-        """Raise :class:`KeyboardInterrupt` in every thread inside :meth:`call` (once each)."""
+        """Raise :class:`KeyboardInterrupt` in every thread inside :meth:`call` (once each),
+        except the calling thread: a call that stops its own kernel goes on to its end."""
+        me = threading.get_ident()
         with self._lock:
             for ident, running in self._running.items():
-                if not running.interrupted:
+                if ident != me and not running.interrupted:
                     running.interrupted = True
                     _set_async_exc(ident, KeyboardInterrupt)
 

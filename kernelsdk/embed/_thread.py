@@ -109,18 +109,20 @@ class EmbeddedKernel(KernelHost):
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the kernel: close its sockets, remove its connection file, end its thread.
 
-        Idempotent, from any thread. A running cell is interrupted first.
-        Called from one of the kernel's cells it only asks the kernel to stop (waiting there
-        would wait for itself). Waits at most ``timeout`` seconds for the thread to end.
+        Idempotent, from any thread. A running cell is interrupted. Called from one of the
+        kernel's cells it only asks the kernel to stop (waiting there would wait for itself):
+        the cell runs to its end, and its client gets no reply, the kernel being gone. Waits
+        at most ``timeout`` seconds for the thread to end.
         """
         with self._stop_lock:
             first, self._stopping = not self._stopping, True
         if first:
-            self._calls.interrupt()
-            if self.safe_points is not None:
-                self.safe_points.close()
+            # Asked first, so that nothing below can keep it from being asked.
             self._request_stop()
             self._remove_file()
+            if self.safe_points is not None:
+                self.safe_points.close()
+            self._calls.interrupt()
         if threading.current_thread() is self._thread or self._running_a_cell_here():
             return
         if self._thread.ident is not None:  # started
