@@ -597,6 +597,14 @@ def test_bad_names_and_unbindable_addresses_raise_in_the_caller() -> None:
         start_kernel(PythonKernel(), "badip", ip="203.0.113.1")  # TEST-NET-3: not ours
 
 
+def test_an_asyncio_host_learns_at_once_that_its_kernel_cannot_listen() -> None:
+    async def host() -> None:
+        await start_kernel_async(PythonKernel(), "unbindable", ip="203.0.113.1")
+
+    with pytest.raises(TransportError, match="cannot bind"):
+        asyncio.run(host())
+
+
 def test_without_safe_points_poll_only_waits_and_expose_needs_a_namespace() -> None:
     class Plain(BaseKernel):
         pass
