@@ -234,6 +234,10 @@ class RootKernel(BaseKernel):
         info = self.inner.kernel_info()
         banner = info.get("banner") or ""
         info["banner"] = f"{banner}\n(MPI: {self._size} ranks)".lstrip("\n")
+        # Every rank runs the cells in one order: no subshells, whatever the inner kernel
+        # claims (this kernel's concurrent_subshells is the base class's False).
+        features = info.get("supported_features") or []
+        info["supported_features"] = [f for f in features if f != "kernel subshells"]
         return info
 
     async def do_execute(self, code: str, ctx: ExecuteContext) -> MimeBundle | str | None:
