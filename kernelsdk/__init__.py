@@ -2,8 +2,9 @@
 
 The public API is exactly what this module names in ``__all__``, plus the namespaces
 :mod:`kernelsdk.protocol` (the sans-IO protocol core, like ``trio.lowlevel``),
-:mod:`kernelsdk.testing`, :mod:`kernelsdk.mpi` and :mod:`kernelsdk.embed`; every name is public in exactly one of
-them, and everything in ``_modules`` is private (``tests/test_exports.py`` polices both).
+:mod:`kernelsdk.testing`, :mod:`kernelsdk.mpi` and :mod:`kernelsdk.embed`; every name is public
+in exactly one of them, and everything in ``_modules`` is private (``tests/test_exports.py``
+polices both).
 
 The runtime (Trio and pyzmq) loads lazily: ``import kernelsdk`` and
 ``import kernelsdk.protocol`` import neither, and the names that need Trio
