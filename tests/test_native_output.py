@@ -30,8 +30,10 @@ def capture_env(jupyter_env: JupyterEnv) -> JupyterEnv:
         ("kernels_for_tests:ProbeKernel", "--mpi", "4", "--name", "probe-mpi4"),
     ):
         proc = subprocess.run(
-            [sys.executable, "-m", "kernelsdk", "install", *args, "--replace"]
-            + ["--env", f"PYTHONPATH={TESTS_DIR}", "--prefix", str(jupyter_env.prefix)],
+            [
+                *(sys.executable, "-m", "kernelsdk", "install", *args, "--replace"),
+                *("--env", f"PYTHONPATH={TESTS_DIR}", "--prefix", str(jupyter_env.prefix)),
+            ],
             capture_output=True,
             text=True,
             timeout=60,
