@@ -88,6 +88,7 @@ def rank0_pid(job: str) -> int | None:
         if (
             f"SLURM_JOB_ID={job}".encode() in environ
             and b"kernelsdk\0run" in cmdline
+            and b"python" in cmdline.split(b"\0")[0]  # not the launcher
             and (b"PMI_RANK=0" in environ or not any(e.startswith(b"PMI_RANK=") for e in environ))
         ):
             return int(entry)
