@@ -14,7 +14,9 @@ BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
-def test_python_blocks_run(path: Path) -> None:
+def test_python_blocks_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Examples that start kernels write connection files: into a directory of the test's own.
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
     blocks = BLOCK.findall(path.read_text(encoding="utf-8"))
     namespace: dict[str, object] = {"__name__": f"docs_{path.stem}"}
     for number, code in enumerate(blocks, 1):
