@@ -58,9 +58,11 @@ def free_ports(n: int, ip: str = "127.0.0.1") -> list[int]:
             s.close()
 
 
-def write_connection_file(path: Path) -> ConnectionInfo:
-    """A tcp connection file with fresh ports and a fresh key, readable by its owner only."""
+def write_connection_file(path: Path, *, encrypted: bool = False) -> ConnectionInfo:
+    """A tcp connection file with fresh ports and a fresh key, readable by its owner only;
+    with ``encrypted``, a fresh CurveZMQ key pair for the kernel too (JEP 145)."""
     shell, iopub, stdin, control, hb = free_ports(5)
+    public, secret = zmq.curve_keypair() if encrypted else (b"", b"")
     info = ConnectionInfo(
         transport="tcp",
         ip="127.0.0.1",
@@ -71,6 +73,8 @@ def write_connection_file(path: Path) -> ConnectionInfo:
         hb_port=hb,
         key=str(uuid.uuid4()),
         signature_scheme="hmac-sha256",
+        curve_publickey=public.decode(),
+        curve_secretkey=secret.decode(),
     )
     info.write(path)
     return info
@@ -113,6 +117,8 @@ class RawClient:
         self.info = info
         self.context = context or zmq.Context.instance()
         self.session = Session(info.key.encode(), info.signature_scheme)
+        # A CURVE client key pair of its own; the kernel's public key authenticates the kernel.
+        self._curve = zmq.curve_keypair() if info.encrypted else None
         self.protocol = request_builder(self.session, uuid.uuid4().hex)
         self.stats = Stats()
         self.shell = self._socket(zmq.DEALER, "shell_port")
@@ -139,6 +145,9 @@ class RawClient:
         sock.setsockopt(zmq.RCVHWM, 0)
         if kind == zmq.DEALER:
             sock.setsockopt(zmq.IDENTITY, uuid.uuid4().hex.encode())
+        if self._curve is not None:
+            sock.curve_serverkey = self.info.curve_publickey.encode()
+            sock.curve_publickey, sock.curve_secretkey = self._curve
         sock.connect(self.info.endpoint(port_name))
         return sock
 
@@ -336,10 +345,11 @@ class KernelProcess:
     connection_file: Path | None = None
     launched_at: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    encrypted: bool = False
 
     def launch(self, tag: str) -> ConnectionInfo:
         self.connection_file = self.workdir / f"kernel-{self.name}-{tag}.json"
-        self.info = write_connection_file(self.connection_file)
+        self.info = write_connection_file(self.connection_file, encrypted=self.encrypted)
         argv = [a.replace("{connection_file}", str(self.connection_file)) for a in self.argv]
         self.log_path = self.workdir / f"kernel-{self.name}-{tag}.log"
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child owns it

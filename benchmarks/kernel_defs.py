@@ -15,6 +15,9 @@ Cells per kernel (documented in docs/performance.md):
 * sleep / spin: ``time.sleep(S)`` / a busy ``while`` loop for Python kernels and ksdk-bench;
   the echo kernel can do neither (n/a);
 * echo-mpiN: the echo kernel on N MPI ranks (``BENCH_MPI=1``), the same cells;
+* echo+curve, python3+curve: the echo kernel and ipykernel launched with CurveZMQ keys in
+  their connection file (JEP 145; ipykernel 7.3+), the benchmark client encrypting too: the
+  same cells as ``echo`` and ``python3``, so their ratio is the cost of encryption;
 * lua54 (kernels/lua, when installed): ``print("x");`` then the expression ``"x"`` (the ``;``
   keeps Lua from parsing ``print("x")"x"`` as a call); output with ``io.write`` in a loop;
   sleep through ``os.execute("sleep S")``; spin on ``os.clock()``.
@@ -53,6 +56,9 @@ class KernelDef:
     sleep: Callable[[float], str] | None
     spin: Callable[[float], str] | None
     spin_inline: Callable[[float], str] | None = None
+    #: The kernelspec launched (default: ``name``), and whether its transport is encrypted.
+    spec: str | None = None
+    encrypted: bool = False
 
 
 def _python_output(total: int, size: int) -> OutputPlan:
@@ -136,6 +142,29 @@ DEFS: dict[str, KernelDef] = {
         for n in (1, 2, 4, 8)
     },
     "python3": KernelDef("python3", "ipykernel", False, PY_RT, _python_output, _py_sleep, _py_spin),
+    # The cost of CurveZMQ (JEP 145): the same kernels, every socket encrypted.
+    "echo+curve": KernelDef(
+        "echo+curve",
+        "echo, CurveZMQ",
+        True,
+        "x",
+        _echo_output,
+        None,
+        None,
+        spec="echo",
+        encrypted=True,
+    ),
+    "python3+curve": KernelDef(
+        "python3+curve",
+        "ipykernel, CurveZMQ",
+        False,
+        PY_RT,
+        _python_output,
+        _py_sleep,
+        _py_spin,
+        spec="python3",
+        encrypted=True,
+    ),
     "xpython": KernelDef(
         "xpython", "xeus-python", False, PY_RT, _python_output, _py_sleep, _py_spin
     ),
@@ -156,6 +185,13 @@ def _kernel_dirs() -> list[Path]:
     from jupyter_core.paths import jupyter_path
 
     return [Path(p) for p in jupyter_path("kernels")]
+
+
+def launch_spec(name: str) -> LaunchSpec | None:
+    """How to launch benchmarked kernel ``name`` (its kernelspec may be another's, e.g.
+    ``echo+curve`` launches ``echo``), or None when that is not installed."""
+    kernel = DEFS.get(name)
+    return find_spec((kernel.spec or name) if kernel is not None else name)
 
 
 def find_spec(name: str) -> LaunchSpec | None:

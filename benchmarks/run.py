@@ -38,7 +38,7 @@ from client import (
     request_builder,
     rss_kib,
 )
-from kernel_defs import ANCHORS, BENCH_DIR, DEFAULT_KERNELS, DEFS, find_spec
+from kernel_defs import ANCHORS, BENCH_DIR, DEFAULT_KERNELS, DEFS, launch_spec
 from report import check_targets, markdown, ratios, summary_ms
 
 from kernelsdk import ConnectionInfo
@@ -186,7 +186,7 @@ class Bench:
         self.p = p
         self.workdir = workdir
         self.ctx: zmq.Context[Any] = zmq.Context()
-        self.specs = {k: find_spec(k) for k in kernels}
+        self.specs = {k: launch_spec(k) for k in kernels}
         self.sessions: dict[str, tuple[KernelProcess, RawClient]] = {}
         self.metrics: dict[str, dict[str, Any]] = {k: {} for k in kernels}
         self.kernel_info: dict[str, dict[str, Any]] = {}
@@ -197,7 +197,8 @@ class Bench:
     def _process(self, name: str) -> KernelProcess:
         spec = self.specs[name]
         assert spec is not None
-        return KernelProcess(name, spec.argv, spec.env, self.workdir)
+        encrypted = name in DEFS and DEFS[name].encrypted
+        return KernelProcess(name, spec.argv, spec.env, self.workdir, encrypted=encrypted)
 
     def _connect(self, kp: KernelProcess, tag: str) -> RawClient:
         info = kp.launch(tag)
@@ -664,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown kernels {unknown}; known: {sorted(DEFS)}", file=sys.stderr)
         return 2
-    kernels = [k for k in wanted if find_spec(k) is not None]
+    kernels = [k for k in wanted if launch_spec(k) is not None]
     skipped = [k for k in wanted if k not in kernels]
     for k in skipped:
         log(f"kernel {k!r}: no kernelspec found, skipped")
