@@ -36,6 +36,7 @@ from ._context import ExecuteContext
 from ._events import Outgoing, Output, Request
 from ._exceptions import InputInterrupted, RemoteProtocolError
 from ._executor import Executor
+from ._history import InMemoryHistory
 from ._kernel import BaseKernel, Completions, IsComplete
 from ._protocol import ExecutePlan, KernelProtocol, error_content, interrupt_error
 
@@ -251,7 +252,9 @@ class RequestHandlers:
             self.executions.discard(execution)
             execution.end()
         if plan.store_history:
-            self.kernel.history.append(plan.execution_count, plan.code, output_text)
+            history = self.kernel.history_of(plan.subshell_id)
+            if history is not None:  # None: a deleted subshell (nobody can ask for it)
+                history.append(plan.execution_count, plan.code, output_text)
         if error is None:
             expressions = await self._user_expressions(plan.user_expressions)
             await runtime.send_reply(req, protocol.execute_ok(req, plan, expressions))
@@ -376,6 +379,9 @@ class RequestHandlers:
         args.setdefault("hist_access_type", "tail")
         args.setdefault("output", False)
         args.setdefault("raw", True)
+        subshell_id = self.protocol.subshell_id(req)
+        if subshell_id is not None:  # each subshell has its own history (JEP 91)
+            args["subshell_id"] = subshell_id
         history = await self.kernel.do_history(**args)
         await self._reply(req, {"status": "ok", "history": history})
 
@@ -442,6 +448,7 @@ class RequestHandlers:
         subshell_id = str(uuid.uuid4())
         reply = self.protocol.create_subshell(req, subshell_id)  # refused: nothing created
         if self.protocol.knows_subshell(subshell_id):
+            self.kernel.subshell_histories[subshell_id] = InMemoryHistory()
             self.runtime.open_subshell(subshell_id)
             log.info("created subshell %s", subshell_id)
         await self.runtime.send_reply(req, reply)
@@ -449,6 +456,7 @@ class RequestHandlers:
     async def _delete_subshell(self, req: Request) -> None:
         reply, deleted = self.protocol.delete_subshell(req)
         if deleted is not None:
+            self.kernel.subshell_histories.pop(deleted, None)
             self.runtime.close_subshell(deleted)
             log.info("deleted subshell %s", deleted)
         await self.runtime.send_reply(req, reply)

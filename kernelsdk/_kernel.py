@@ -79,7 +79,11 @@ class BaseKernel:
 
     Attributes:
         comms: register comm targets and open comms (:class:`~kernelsdk.CommManager`).
-        history: the default in-memory history of ``store_history`` executions.
+        history: the default in-memory history of ``store_history`` executions (the main
+            shell's).
+        subshell_histories: each kernel subshell's own history, by subshell id (JEP 91:
+            "each subshell will store its own execution count and history"), created and
+            dropped with the subshell.
     """
 
     implementation: ClassVar[str] = "kernelsdk"
@@ -101,6 +105,14 @@ class BaseKernel:
     def __init__(self) -> None:
         self.comms = CommManager()
         self.history = InMemoryHistory()
+        self.subshell_histories: dict[str, InMemoryHistory] = {}
+
+    def history_of(self, subshell_id: str | None) -> InMemoryHistory | None:
+        """The history of a subshell (None: the main shell's, :attr:`history`); None for a
+        subshell that does not exist."""
+        if subshell_id is None:
+            return self.history
+        return self.subshell_histories.get(subshell_id)
 
     # -- hooks ----------------------------------------------------------------------------
 
@@ -145,17 +157,23 @@ class BaseKernel:
         n: int | None = None,
         pattern: str = "*",
         unique: bool = False,
+        subshell_id: str | None = None,
     ) -> list[list[Any]]:
         """History entries ``[session, line, input]`` (or ``[..., [input, output]]``).
 
-        The default answers from :attr:`history`.
+        The default answers from :attr:`history`, or for a ``history_request`` sent to a
+        kernel subshell from that subshell's (``subshell_id`` is passed only then: a kernel
+        that claims subshells and overrides this hook must accept it).
         """
-        if hist_access_type == "tail":
-            entries = self.history.tail(n or 10)
+        history = self.history_of(subshell_id)
+        if history is None:
+            entries = []
+        elif hist_access_type == "tail":
+            entries = history.tail(n or 10)
         elif hist_access_type == "range":
-            entries = self.history.range(session, start, stop)
+            entries = history.range(session, start, stop)
         elif hist_access_type == "search":
-            entries = self.history.search(pattern, n, unique)
+            entries = history.search(pattern, n, unique)
         else:
             entries = []
         return [e.as_reply_item(output) for e in entries]

@@ -23,7 +23,8 @@ author must never have to re-learn; the tables and methods below are the one pla
 * kernel subshells (JEP 91, protocol 5.5), for a kernel that claims them (``subshells``):
   which subshell a shell request is for (its header's ``subshell_id``), the subshells that
   exist (created, listed and deleted on control), the error reply to a request for one that
-  does not, and ``stop_on_error`` per subshell (see :meth:`KernelProtocol.subshell_id`);
+  does not, and the execution count and ``stop_on_error`` per subshell (see
+  :meth:`KernelProtocol.subshell_id`);
 * ``iopub_welcome`` on every IOPub subscription (JEP 65), with no parent header.
 
 A runtime that breaks the lifecycle gets :class:`~kernelsdk.LocalProtocolError` at once,
@@ -103,6 +104,9 @@ _ACCEPTED: Final[Mapping[Channel, frozenset[str]]] = {
 UNSUPPORTED: Final = frozenset({"debug_request"})
 #: How many ended requests are remembered, to refuse a reply or output after their idle.
 ENDED_REMEMBERED: Final = 1024
+#: How many deleted subshells are remembered: what they had queued still runs, counted and
+#: aborted (``stop_on_error``) as in the subshell.
+DELETED_REMEMBERED: Final = 64
 #: The ``ename`` of the error reply to a shell request for a subshell that does not exist
 #: (ipykernel 7's name for it, which clients may already know).
 UNKNOWN_SUBSHELL: Final = "UnknownSubshellError"
@@ -162,17 +166,18 @@ class _Subshell:
 
     JEP 91 leaves a subshell its own queue: requests of one subshell run in order, those of
     different subshells concurrently. So a failed execution aborts (``stop_on_error``) only
-    the executes already queued *in its subshell*. The execution count and the history stay
-    one per kernel, as in ipykernel 7, the reference implementation (the JEP's text says
-    "each subshell will store its own execution count and history", which no released
-    kernel does): ``In [n]`` stays unique across a notebook and its subshell consoles, and a
-    history entry is never shadowed by another subshell's of the same number.
+    the executes already queued *in its subshell*. And, as the JEP says, "each subshell will
+    store its own execution count and history": a subshell counts its executions from 1, as
+    a console of its own would, and the main shell's ``In [n]`` is not advanced by what a
+    subshell console runs (ipykernel 7 keeps one count per kernel instead). The history is
+    the handlers' and the kernel's (``BaseKernel.history`` and ``subshell_histories``).
     """
 
-    __slots__ = ("abort_through_seq",)
+    __slots__ = ("abort_through_seq", "execution_count")
 
     def __init__(self) -> None:
         self.abort_through_seq = -1
+        self.execution_count = 0
 
 
 class _Running:
@@ -217,14 +222,31 @@ class KernelProtocol:
         self._seq = 0
         self._main = _Subshell()
         self._subshells: dict[str, _Subshell] = {}  # the child subshells, oldest first
+        # Subshells deleted lately, whose queued requests may still run (and count).
+        self._deleted: OrderedDict[str, _Subshell] = OrderedDict()
         # The highest abort_through_seq of any subshell: most requests arrive after it, and
         # should_abort answers them without a lookup.
         self._abort_max = -1
-        self.execution_count = 0
         self._running: dict[int, _Running] = {}  # by Request.seq
         # The seqs of the last ENDED_REMEMBERED ended requests. An OrderedDict: a dict whose
         # first item is deleted again and again scans ever more dead slots to find the next.
         self._ended: OrderedDict[int, None] = OrderedDict()
+
+    @property
+    def execution_count(self) -> int:
+        """The main shell's execution count (each subshell has its own:
+        :meth:`execution_count_of`)."""
+        return self._main.execution_count
+
+    @execution_count.setter
+    def execution_count(self, value: int) -> None:
+        self._main.execution_count = value
+
+    def execution_count_of(self, subshell_id: str | None) -> int:
+        """The execution count of a subshell (None: the main shell); 0 for one that does not
+        exist."""
+        state = self._state(subshell_id)
+        return 0 if state is None else state.execution_count
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -372,8 +394,15 @@ class KernelProtocol:
             isinstance(v, str) for v in user_expressions.values()
         ):
             raise RemoteProtocolError("execute_request.user_expressions must map names to code")
+        subshell_id = self.subshell_id(request)
+        if subshell_id is None:
+            state = self._main
+        elif (found := self._state(subshell_id)) is not None:
+            state = found
+        else:  # deleted long ago (its queue was that long): counts from 1 anew
+            state = self._deleted[subshell_id] = _Subshell()
         if store_history:
-            self.execution_count += 1
+            state.execution_count += 1
         running = self._running.get(request.seq)
         if running is not None:
             running.silent = silent
@@ -384,8 +413,8 @@ class KernelProtocol:
             stop_on_error=bool(c.get("stop_on_error", True)),
             allow_stdin=bool(c.get("allow_stdin", False)),
             user_expressions=user_expressions,
-            execution_count=self.execution_count,
-            subshell_id=self.subshell_id(request),
+            execution_count=state.execution_count,
+            subshell_id=subshell_id,
         )
 
     def execute_input(self, request: Request, plan: ExecutePlan) -> Output | None:
@@ -441,7 +470,7 @@ class KernelProtocol:
                 "ename": "ProtocolError",
                 "evalue": str(problem),
                 "traceback": [],
-                "execution_count": self.execution_count,
+                "execution_count": self.execution_count_of(self.subshell_id(request)),
             },
         )
 
@@ -499,7 +528,11 @@ class KernelProtocol:
         return list(self._subshells)
 
     def _state(self, subshell_id: str | None) -> _Subshell | None:
-        return self._main if subshell_id is None else self._subshells.get(subshell_id)
+        """What is kept for a subshell (None: the main shell), deleted lately or not."""
+        if subshell_id is None:
+            return self._main
+        state = self._subshells.get(subshell_id)
+        return self._deleted.get(subshell_id) if state is None else state
 
     def create_subshell(self, request: Request, subshell_id: str) -> Outgoing:
         """Create the subshell ``subshell_id`` (new to this kernel: the driver draws it) for a
@@ -526,9 +559,15 @@ class KernelProtocol:
         if not isinstance(subshell_id, str):
             why = "delete_subshell_request.subshell_id must be a string"
             return self._error_reply(request, "ProtocolError", why), None
-        if self._subshells.pop(subshell_id, None) is None:
+        state = self._subshells.pop(subshell_id, None)
+        if state is None:
             why = f"unknown subshell_id {subshell_id!r}"
             return self._error_reply(request, UNKNOWN_SUBSHELL, why), None
+        # Its queued requests still run: they keep counting, and stop_on_error aborting.
+        deleted = self._deleted
+        deleted[subshell_id] = state
+        if len(deleted) > DELETED_REMEMBERED:
+            deleted.popitem(last=False)
         return self.reply(request, {"status": "ok"}), subshell_id
 
     def list_subshells(self, request: Request) -> Outgoing:
@@ -553,7 +592,7 @@ class KernelProtocol:
             "traceback": [],
         }
         if request.msg_type == "execute_request":
-            content["execution_count"] = self.execution_count
+            content["execution_count"] = self.execution_count_of(self.subshell_id(request))
         return self.reply(request, content)
 
     # -- building messages ----------------------------------------------------------------
@@ -620,7 +659,10 @@ class KernelProtocol:
         """The reply to an execute request that ``stop_on_error`` aborted."""
         return self.reply(
             request,
-            {"status": "aborted", "execution_count": self.execution_count},
+            {
+                "status": "aborted",
+                "execution_count": self.execution_count_of(self.subshell_id(request)),
+            },
             {"status": "aborted"},
         )
 

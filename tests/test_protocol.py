@@ -621,14 +621,36 @@ def test_stop_on_error_aborts_within_the_failing_subshell_only(
     assert not skp.should_abort(queued_b)
 
 
-def test_execution_count_is_one_per_kernel(skp: KernelProtocol, client: Client) -> None:
-    """As ipykernel 7: In [n] stays unique across the main shell and its subshells."""
+def test_each_subshell_has_its_own_execution_count(skp: KernelProtocol, client: Client) -> None:
+    """JEP 91: 'Each subshell will store its own execution count and history'."""
     skp.create_subshell(control(skp, client, "create_subshell_request"), "a")
+    skp.create_subshell(control(skp, client, "create_subshell_request"), "b")
     counts = [
         skp.begin_execute(execute(skp, client, subshell_id=s)).execution_count
-        for s in (None, "a", None, "a")
+        for s in (None, "a", None, "a", "a", "b")
     ]
-    assert counts == [1, 2, 3, 4]
+    assert counts == [1, 1, 2, 2, 3, 1]
+    assert skp.execution_count == skp.execution_count_of(None) == 2
+    assert (skp.execution_count_of("a"), skp.execution_count_of("b")) == (3, 1)
+    assert skp.execution_count_of("nope") == 0
+    # Replies that carry a count without running anything give their subshell's.
+    aborted = execute(skp, client, subshell_id="a")
+    skp.begin(aborted)
+    assert client.decode(skp.abort_reply(aborted)).content["execution_count"] == 3
+    bad = request(skp, client, "execute_request", {"code": 1}, subshell_id="b")
+    skp.begin(bad)
+    reply = client.decode(skp.bad_execute_reply(bad, RemoteProtocolError("code")))
+    assert reply.content["execution_count"] == 1
+
+
+def test_a_deleted_subshells_queue_keeps_its_count(skp: KernelProtocol, client: Client) -> None:
+    skp.create_subshell(control(skp, client, "create_subshell_request"), "a")
+    assert skp.begin_execute(execute(skp, client, subshell_id="a")).execution_count == 1
+    queued = execute(skp, client, subshell_id="a")
+    skp.delete_subshell(control(skp, client, "delete_subshell_request", subshell_id="a"))
+    assert not skp.knows_subshell("a")
+    assert skp.begin_execute(queued).execution_count == 2
+    assert skp.execution_count == 0
 
 
 def test_replies_and_outputs_keep_the_subshell_in_their_parent(

@@ -207,6 +207,59 @@ async def test_a_deleted_subshell_finishes_what_it_had_queued() -> None:
         assert (await client.collect(queued)).stdout == "queued\n"
 
 
+# -- execution counts and history, per subshell ---------------------------------------------
+
+
+async def test_each_subshell_has_its_own_execution_count_and_history() -> None:
+    """JEP 91: 'Each subshell will store its own execution count and history'."""
+    kernel = Gates()
+    async with open_test_kernel(kernel) as client:
+        a, b = await client.create_subshell(), await client.create_subshell()
+        runs = [
+            (None, "print m1"),
+            (a, "print a1"),
+            (None, "print m2"),
+            (a, "print a2"),
+            (a, "print a3"),
+            (b, "print b1"),
+        ]
+        counts = []
+        for subshell, code in runs:
+            result = await client.execute(code, subshell_id=subshell)
+            (execute_input,) = [m for m in result.iopub if m.msg_type == "execute_input"]
+            assert (
+                execute_input.content["execution_count"] == result.reply.content["execution_count"]
+            )
+            counts.append(result.reply.content["execution_count"])
+        assert counts == [1, 1, 2, 2, 3, 1]
+
+        async def history(subshell: str | None, **content: Any) -> list[Any]:
+            content.setdefault("hist_access_type", "tail")
+            content.setdefault("n", 10)
+            content.setdefault("output", False)
+            content.setdefault("raw", True)
+            msg_id = client.send("history_request", content, subshell_id=subshell)
+            reply = (await client.collect(msg_id)).reply
+            assert reply.content["status"] == "ok"
+            return [tuple(entry) for entry in reply.content["history"]]
+
+        assert await history(None) == [(1, 1, "print m1"), (1, 2, "print m2")]
+        assert await history(a) == [(1, 1, "print a1"), (1, 2, "print a2"), (1, 3, "print a3")]
+        assert await history(b) == [(1, 1, "print b1")]
+        ranged = await history(a, hist_access_type="range", session=0, start=2, stop=3)
+        assert ranged == [(1, 2, "print a2")]
+        assert await history(a, hist_access_type="search", pattern="*a3") == [(1, 3, "print a3")]
+        # A deleted subshell's history goes with it; a new one starts afresh.
+        await client.delete_subshell(a)
+        assert a not in kernel.subshell_histories
+        c = await client.create_subshell()
+        assert (await client.execute("print c1", subshell_id=c)).reply.content[
+            "execution_count"
+        ] == 1
+        assert await history(c) == [(1, 1, "print c1")]
+        assert await history(None) == [(1, 1, "print m1"), (1, 2, "print m2")]
+
+
 # -- stop_on_error, interrupt, shutdown -------------------------------------------------------
 
 
