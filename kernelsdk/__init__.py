@@ -16,6 +16,8 @@ import typing as _typing
 from ._comm import Comm as Comm
 from ._comm import CommManager as CommManager
 from ._connection import ConnectionInfo as ConnectionInfo
+from ._debugger import Debugger as Debugger
+from ._debugger import DebuggerError as DebuggerError
 from ._exceptions import ConfigError as ConfigError
 from ._exceptions import ExecutionError as ExecutionError
 from ._exceptions import InputInterrupted as InputInterrupted
@@ -80,6 +82,8 @@ __all__ = [
     "Completions",
     "ConfigError",
     "ConnectionInfo",
+    "Debugger",
+    "DebuggerError",
     "ExecuteContext",
     "ExecutionError",
     "Executor",

@@ -51,22 +51,16 @@ import attrs
 from ._events import Channel, InvalidMessage, Outgoing
 from ._exceptions import LocalProtocolError, RemoteProtocolError
 from ._message import Header, Message
-from ._protocol import COMM_MESSAGES, CONTROL_REQUESTS, SHELL_REQUESTS, UNSUPPORTED
+from ._protocol import COMM_MESSAGES, CONTROL_REQUESTS, SHELL_REQUESTS
 from ._session import Session
 from ._version import PROTOCOL_VERSION
 
-#: Requests the spec defines that kernelsdk's kernel does not answer; other kernels do
-#: (debugger, subshells), so a client may send them. They go on control.
-_OTHER_KERNELS_CONTROL_REQUESTS: Final[Mapping[str, str]] = {
-    request: request.removesuffix("_request") + "_reply" for request in sorted(UNSUPPORTED)
-}
 #: What a client may send on each channel, and the reply each request gets (None: comm
 #: messages, answered by nothing but busy/idle).
 CLIENT_REQUESTS: Final[Mapping[Channel, Mapping[str, str | None]]] = {
     Channel.SHELL: {**SHELL_REQUESTS, **dict.fromkeys(COMM_MESSAGES)},
     Channel.CONTROL: {
         **CONTROL_REQUESTS,
-        **_OTHER_KERNELS_CONTROL_REQUESTS,
         **dict.fromkeys(COMM_MESSAGES),
     },
 }

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 import trio
 
 from ._context import ExecuteContext
+from ._debug_session import DebugSession
 from ._events import Outgoing, Output, Request
 from ._exceptions import InputInterrupted, RemoteProtocolError
 from ._executor import Executor
@@ -165,6 +167,16 @@ class RequestHandlers:
         self.executions: set[Execution] = set()
         self._comm_ids = 0
         kernel.comms.attach(self._publish_comm, self._new_comm_id)
+        #: The DAP session (kernelsdk._debug_session): the kernel's debugger, or refusals.
+        self.debug = DebugSession(
+            kernel.debugger,
+            self._publish_debug_event,
+            implementation=kernel.implementation,
+            file_extension=str(kernel.language_info.get("file_extension") or ".txt"),
+        )
+        self._debug_parent: Request | None = None  # the last debug_request: events' parent
+        self._trio_token: trio.lowlevel.TrioToken | None = None
+        self._trio_thread: int | None = None
 
     # -- one request ------------------------------------------------------------------------
 
@@ -409,7 +421,9 @@ class RequestHandlers:
             # The running cell ends with the kernel anyway. Interrupted first, it stops waiting
             # for input and frees what do_shutdown may need (a NativeRunner's interpreter).
             self.interrupt()
+        await self.debug.stop()  # a cell stopped at a breakpoint runs on (or ends)
         await self.kernel.do_shutdown(restart)
+        self.debug.close()
         content = {"status": "ok", "restart": restart}
         await self._reply(req, content)
         # ipykernel re-broadcasts the reply on IOPub so every client learns of the shutdown.
@@ -441,6 +455,25 @@ class RequestHandlers:
         # Counted before the reply leaves: a client that has its reply sees the detach.
         self.runtime.detached()
         await self._reply(req, content)
+
+    # -- the debugger ---------------------------------------------------------------------------
+
+    async def _debug(self, req: Request) -> None:
+        """A DAP request: answered by the debug session (the kernel's debugger behind it)."""
+        if self._trio_token is None:
+            self._trio_token = trio.lowlevel.current_trio_token()
+            self._trio_thread = threading.get_ident()
+        self._debug_parent = req
+        await self._reply(req, await self.debug.handle(req.message.content))
+
+    def _publish_debug_event(self, content: dict[str, Any]) -> None:
+        """Queue a ``debug_event``, from any thread (a stopped cell's worker sends them)."""
+        parent = self._debug_parent
+        output = self.protocol.debug_event(content, parent.message if parent else None)
+        if self._trio_token is None or threading.get_ident() == self._trio_thread:
+            self.runtime.queue(output)
+        else:
+            trio.from_thread.run_sync(self.runtime.queue, output, trio_token=self._trio_token)
 
     # -- kernel subshells (JEP 91) ------------------------------------------------------------
 
@@ -507,6 +540,7 @@ class RequestHandlers:
         "create_subshell_request": _create_subshell,
         "delete_subshell_request": _delete_subshell,
         "list_subshell_request": _list_subshells,
+        "debug_request": _debug,
         "comm_open": _comm,
         "comm_msg": _comm,
         "comm_close": _comm,

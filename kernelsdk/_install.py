@@ -158,7 +158,8 @@ def kernelspec_for(
     title-cased, else ``name``. ``env`` is merged over the class's ``kernelspec_env``. With
     ``mpi``, the kernel runs on every rank of an MPI job (see :mod:`kernelsdk.mpi`). With
     ``slurm``, the ``kernelsdk-slurm`` provisioner runs it as a Slurm job (see
-    :mod:`kernelsdk.slurm`). The metadata declares CurveZMQ support (:data:`SPEC_METADATA`).
+    :mod:`kernelsdk.slurm`). The metadata declares CurveZMQ support (:data:`SPEC_METADATA`),
+    and ``debugger: true`` for a kernel with a ``debugger_class``.
     """
     argv = [sys.executable, *_RUN, name, "-f", "{connection_file}"]
     if ":" not in name and (spec := class_spec(cls)) is not None:
@@ -182,6 +183,10 @@ def kernelspec_for(
     metadata: dict[str, Any] = {name: list(value) for name, value in SPEC_METADATA.items()}
     if slurm is not None:
         metadata["kernel_provisioner"] = slurm.provisioner(None if mpi is None else mpi.ranks)
+    if getattr(cls, "debugger_class", None) is not None:
+        # JupyterLab offers its debugger for a kernelspec only when this is set (and for a
+        # kernel whose kernelspec it cannot find).
+        metadata["debugger"] = True
     merged_env = {str(k): str(v) for k, v in (getattr(cls, "kernelspec_env", None) or {}).items()}
     merged_env.update(env or {})
     return KernelSpec(

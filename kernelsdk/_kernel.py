@@ -19,6 +19,7 @@ from ._version import PROTOCOL_VERSION, __version__
 
 if TYPE_CHECKING:
     from ._context import ExecuteContext, MimeBundle
+    from ._debugger import Debugger
 
 
 @final
@@ -74,6 +75,12 @@ class BaseKernel:
             at once; an interrupt cancels every one). Off by default: a kernel that does not
             claim them refuses ``create_subshell_request`` with an error reply and ignores
             a request's ``subshell_id`` (everything runs in the main shell, one at a time).
+        debugger_class: the kernel's debugger (a :class:`~kernelsdk.Debugger` subclass,
+            made with the kernel instance): ``kernel_info`` then claims ``"debugger"`` (in
+            ``supported_features``, and ``debugger: true``), the kernelspec says
+            ``metadata.debugger: true`` (JupyterLab offers its debugger only then), and
+            ``debug_request`` reaches it. None by default: every DAP request is answered with
+            ``success: false``.
 
     Instance attributes, ready before the first request:
 
@@ -101,10 +108,13 @@ class BaseKernel:
     kernelspec_env: ClassVar[dict[str, str]] = {}
     capture_native_output: ClassVar[bool] = False
     concurrent_subshells: ClassVar[bool] = False
+    debugger_class: ClassVar[type[Debugger] | None] = None
 
     def __init__(self) -> None:
         self.comms = CommManager()
         self.history = InMemoryHistory()
+        cls = self.debugger_class
+        self.debugger: Debugger | None = cls(self) if cls is not None else None
         self.subshell_histories: dict[str, InMemoryHistory] = {}
 
     def history_of(self, subshell_id: str | None) -> InMemoryHistory | None:
@@ -198,6 +208,9 @@ class BaseKernel:
             "language_info": dict(self.language_info),
             "banner": self.banner,
             "help_links": list(self.help_links),
-            "debugger": False,
-            "supported_features": ["kernel subshells"] if self.concurrent_subshells else [],
+            "debugger": self.debugger is not None,
+            "supported_features": [
+                *(["kernel subshells"] if self.concurrent_subshells else []),
+                *(["debugger"] if self.debugger is not None else []),
+            ],
         }

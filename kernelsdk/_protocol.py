@@ -25,6 +25,9 @@ author must never have to re-learn; the tables and methods below are the one pla
   exist (created, listed and deleted on control), the error reply to a request for one that
   does not, and the execution count and ``stop_on_error`` per subshell (see
   :meth:`KernelProtocol.subshell_id`);
+* ``debug_request`` (protocol 5.5) on control only, answered by a ``debug_reply`` like any
+  control request; ``debug_event`` on IOPub outside any request's lifecycle (the DAP inside
+  both is :mod:`kernelsdk._dap`'s);
 * ``iopub_welcome`` on every IOPub subscription (JEP 65), with no parent header.
 
 A runtime that breaks the lifecycle gets :class:`~kernelsdk.LocalProtocolError` at once,
@@ -88,20 +91,22 @@ SUBSHELL_REQUESTS: Final[Mapping[str, str]] = {
     "delete_subshell_request": "delete_subshell_reply",
     "list_subshell_request": "list_subshell_reply",
 }
+#: The debugger's request (messaging 5.5, "Debug request"): its content is a DAP request,
+#: its reply's a DAP response (see :mod:`kernelsdk._dap`). Accepted on control only, and
+#: answered by every kernel: one without a debugger says so in a failed DAP response.
+DEBUG_REQUESTS: Final[Mapping[str, str]] = {"debug_request": "debug_reply"}
 #: Control accepts every shell request too, so a client can reach a busy kernel.
 CONTROL_REQUESTS: Final[Mapping[str, str]] = {
     **SHELL_REQUESTS,
     "interrupt_request": "interrupt_reply",
     **SUBSHELL_REQUESTS,
+    **DEBUG_REQUESTS,
 }
 _ACCEPTED: Final[Mapping[Channel, frozenset[str]]] = {
     Channel.SHELL: frozenset(SHELL_REQUESTS) | COMM_MESSAGES,
     Channel.CONTROL: frozenset(CONTROL_REQUESTS) | COMM_MESSAGES,
     Channel.STDIN: frozenset({"input_reply"}),
 }
-#: Requests this kernel deliberately does not answer (spec: log, no reply). They get a
-#: clearer log line than a truly unknown type.
-UNSUPPORTED: Final = frozenset({"debug_request"})
 #: How many ended requests are remembered, to refuse a reply or output after their idle.
 ENDED_REMEMBERED: Final = 1024
 #: How many deleted subshells are remembered: what they had queued still runs, counted and
@@ -285,12 +290,7 @@ class KernelProtocol:
             return InvalidMessage(channel, str(exc), tuple(frames))
         msg_type = msg.header.msg_type
         if msg_type not in _ACCEPTED[channel]:
-            if msg_type in UNSUPPORTED:
-                why = "not supported by this kernel"
-            elif msg_type in CONTROL_REQUESTS:
-                why = "accepted on control only"
-            else:
-                why = "unknown"
+            why = "accepted on control only" if msg_type in CONTROL_REQUESTS else "unknown"
             return InvalidMessage(channel, f"{msg_type!r} on {channel}: {why}", tuple(frames))
         return msg
 
@@ -689,6 +689,15 @@ class KernelProtocol:
         return Outgoing(
             Channel.IOPUB, self._message(msg_type, content, parent, (topic,), metadata, buffers)
         )
+
+    def debug_event(self, content: dict[str, Any], parent: Message | None) -> Output:
+        """A ``debug_event`` (its content one DAP event, see :func:`kernelsdk._dap.event`).
+
+        Not a request's output: the debugger sends events whenever the debuggee stops,
+        continues or ends, so it is never suppressed nor refused after its parent's idle
+        (ipykernel gives it the last request it handled as parent; so does kernelsdk).
+        """
+        return Output("debug_event", content, parent)
 
     def status(self, state: str, parent: Message | None) -> Outgoing:
         """``status`` with ``execution_state`` busy, idle or starting, built at once and

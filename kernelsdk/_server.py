@@ -22,7 +22,9 @@ One Trio nursery holds a task per channel:
   exist is answered at once with an error reply (between its busy and idle), the kernel
   untouched. Comm messages go to the comm worker whatever their subshell, as before.
 * the **control reader** runs control requests one at a time, even while the shell worker
-  is busy: interrupt, shutdown and kernel_info always answer.
+  is busy: interrupt, shutdown and kernel_info always answer. ``debug_request`` goes to the
+  **debug worker**, which answers them in order: a debugger busy with its runtime (a cell
+  stopped at a breakpoint) never holds up the other control requests.
 * the **stdin reader** passes each ``input_reply`` to the ``input_request`` it answers (its
   parent; a reply without one answers the oldest waiting request). A request is dropped when
   its execution is interrupted or ends: a late reply to it is ignored, and a worker thread
@@ -136,6 +138,9 @@ class KernelServer:
         self._nursery: trio.Nursery | None = None
         self._inputs: dict[str, _PendingInput] = {}  # by input_request msg_id, oldest first
         self._comm_send, self._comm_recv = trio.open_memory_channel[Request](math.inf)
+        # debug_requests, answered in order by their own worker: a debugger waiting on its
+        # language runtime never holds up interrupt, shutdown or kernel_info on control.
+        self._debug_send, self._debug_recv = trio.open_memory_channel[Request](math.inf)
         self._shell_pending = 0  # requests queued for or running in the shell worker
         self._last_comm_seq = 0  # seq of the last comm message queued
         self._comm_done_seq = 0  # seq of the last comm message handled
@@ -170,6 +175,7 @@ class KernelServer:
             nursery.start_soon(self._shell_reader)
             nursery.start_soon(self._shell_worker, self._shell_recv)
             nursery.start_soon(self._comm_worker)
+            nursery.start_soon(self._debug_worker)
             task_status.started()
             await self._shutdown.wait()
             # Let the ordered writer send what is queued (the shutdown broadcast and idle).
@@ -453,8 +459,16 @@ class KernelServer:
     async def _control_reader(self) -> None:
         while True:
             req = self._request(Channel.CONTROL, await self.transport.receive(Channel.CONTROL))
-            if req is not None:
+            if req is None:
+                continue
+            if req.msg_type == "debug_request":
+                self._debug_send.send_nowait(req)
+            else:
                 await self.handlers.handle(req)
+
+    async def _debug_worker(self) -> None:
+        async for req in self._debug_recv:
+            await self.handlers.handle(req)
 
     async def _stdin_reader(self) -> None:
         while True:

@@ -29,7 +29,6 @@ from kernelsdk._client_protocol import (
     SentRequest,
 )
 from kernelsdk._events import Event
-from kernelsdk._protocol import UNSUPPORTED
 from kernelsdk.protocol import (
     JSON,
     MSGPACK,
@@ -107,10 +106,7 @@ def pair() -> ProtocolPair:
 # -- requests ------------------------------------------------------------------------------------
 
 KERNEL_ANSWERED = [
-    (channel, msg_type)
-    for channel, table in CLIENT_REQUESTS.items()
-    for msg_type in sorted(table)
-    if msg_type not in UNSUPPORTED
+    (channel, msg_type) for channel, table in CLIENT_REQUESTS.items() for msg_type in sorted(table)
 ]
 
 
@@ -134,14 +130,12 @@ def test_every_request_reaches_the_kernel_as_sent(
     assert msg.identities == PEER
 
 
-@pytest.mark.parametrize("msg_type", sorted(UNSUPPORTED))
-def test_requests_for_other_kernels_can_be_sent(pair: ProtocolPair, msg_type: str) -> None:
-    """The debugger and subshell requests are the spec's: kernelsdk's kernel refuses them."""
-    out = pair.client.request(Channel.CONTROL, msg_type)
+def test_debug_request_is_a_control_request(pair: ProtocolPair) -> None:
+    """debug_request is tracked until its debug_reply; a kernel accepts it on control only."""
+    out = pair.client.request(Channel.CONTROL, "debug_request")
     assert pair.client.progress(out.msg_id) is not None
-    event = pair.to_kernel(out)
-    assert isinstance(event, InvalidMessage)
-    assert "not supported" in event.reason
+    assert isinstance(pair.to_kernel(out), Request)
+    assert "debug_request" not in CLIENT_REQUESTS[Channel.SHELL]
 
 
 def test_subshell_id_goes_into_the_header(pair: ProtocolPair) -> None:

@@ -26,6 +26,7 @@ PACKAGES = {
 CORE = {
     "kernelsdk._client_protocol",
     "kernelsdk._connection",
+    "kernelsdk._dap",
     "kernelsdk._events",
     "kernelsdk._exceptions",
     "kernelsdk._message",

@@ -160,14 +160,6 @@ def test_unknown_msg_type(kp: KernelProtocol, client: Client, channel: Channel) 
     assert "unknown" in event.reason
 
 
-@pytest.mark.parametrize("channel", [Channel.SHELL, Channel.CONTROL])
-def test_unsupported_requests(kp: KernelProtocol, client: Client, channel: Channel) -> None:
-    event = kp.receive(channel, client.frames("debug_request"))
-    assert isinstance(event, InvalidMessage)
-    assert "not supported" in event.reason
-    assert "debug_request" in event.reason
-
-
 @pytest.mark.parametrize(
     "msg_type",
     [
@@ -175,6 +167,7 @@ def test_unsupported_requests(kp: KernelProtocol, client: Client, channel: Chann
         "create_subshell_request",
         "delete_subshell_request",
         "list_subshell_request",
+        "debug_request",
     ],
 )
 def test_control_requests_are_refused_on_shell(

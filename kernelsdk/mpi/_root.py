@@ -209,6 +209,9 @@ class RootKernel(BaseKernel):
         # The author's comm targets and history are the kernel's own.
         self.comms = inner.comms
         self.history = inner.history
+        # The debugger is rank 0's: breakpoints stop rank 0's cell, the others run on until
+        # they wait for it (a collective, or the end of the cell).
+        self.debugger = inner.debugger
         self._comm = comm
         self._size: int = comm.Get_size()
         self._output = output
