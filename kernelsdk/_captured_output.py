@@ -8,7 +8,9 @@ runs they are written to the kernel's original descriptor, where its log goes.
 
 The handlers bracket each execution with :meth:`CapturedOutput.into`: output of the cell's
 native code, subprocesses included, reaches the client before the cell's reply and idle,
-because leaving the bracket drains the pipes and publishes what they held.
+because leaving the bracket drains the pipes and publishes what they held. When cells run
+concurrently (kernel subshells), what the descriptors carry goes to the one that began last
+of those still running: the descriptors do not say which cell wrote.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class CapturedOutput:
         self._scheduled = False
         self._token: trio.lowlevel.TrioToken | None = None
         self._target: StreamTarget | None = None
+        self._targets: list[StreamTarget] = []  # the cells' brackets entered, not yet left
         self._decoders = {
             name: codecs.getincrementaldecoder("utf-8")("replace") for name in ("stdout", "stderr")
         }
@@ -71,12 +74,19 @@ class CapturedOutput:
     def into(self, target: StreamTarget) -> Iterator[None]:
         """Make captured output ``target``'s while the block runs; flush it all on leaving."""
         self.pump()  # what came before belongs to the log (or the previous cell)
-        previous, self._target = self._target, target
+        targets = self._targets
+        targets.append(target)
+        self._target = target
         try:
             yield
         finally:
             self.flush()
-            self._target = previous
+            # Not necessarily the last entered: concurrent cells (subshells) end in any order.
+            for i in range(len(targets) - 1, -1, -1):
+                if targets[i] is target:
+                    del targets[i]
+                    break
+            self._target = targets[-1] if targets else None
 
     def flush(self) -> None:
         """Publish everything written so far (on the Trio thread)."""

@@ -22,6 +22,18 @@ must hold while such a call runs, and this module is the small amount of machine
 
 Only one native call runs at a time per runner: native interpreters are single-threaded, and
 completion or inspection requests that touch the interpreter must queue behind a running cell.
+
+**Interleaving at safe points** (kernel subshells, JEP 91). A runtime whose long calls reach
+safe points (an interpreter hook between two instructions, where its state is consistent and
+other code may run) can give a waiting call its turn there instead of making it wait for the
+end. Create the runner with ``preempt`` and run such calls with ``interleave=True``: when one
+must wait, the runner calls ``preempt()`` (the runtime arms its hook); at its next safe point
+the running call calls :meth:`NativeOutput.pause`, which lends the runtime to the waiting
+interleaving calls and returns once they have all ended. So calls nest like function calls
+(the newest runs to its end, or until it pauses for a newer one, before the one it paused
+goes on), and the runtime is only ever used by one thread at a time. Calls run without
+``interleave`` (e.g. comm handlers) wait for the runtime to be free as before; a runner
+without ``preempt`` runs every call one at a time, in order, as before.
 """
 
 from __future__ import annotations
@@ -54,6 +66,73 @@ class _Finished(Generic[T]):
         return cast(T, self._value)  # set by a call that returned
 
 
+class _Turns:
+    """Whose turn it is to use the native runtime, across worker threads (a runner with
+    ``preempt``): one holder at a time; the calls it paused at a safe point, innermost last;
+    the calls waiting, in order of arrival."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._holder: NativeOutput | None = None
+        self._paused: list[NativeOutput] = []
+        self._waiting: list[NativeOutput] = []  # oldest first
+        #: how many waiting calls interleave (read without the lock by NativeOutput.waiting)
+        self.interleaving = 0
+
+    def acquire(self, output: NativeOutput, preempt: Callable[[], None]) -> None:
+        """Wait for ``output``'s turn (in its worker thread); ask the holder to pause first
+        if ``output`` interleaves."""
+        with self._cond:
+            self._waiting.append(output)
+            if output.interleaves:
+                self.interleaving += 1
+            self._hand_over()
+            if self._holder is output:
+                return
+        if output.interleaves:
+            preempt()  # outside the lock: the runtime's hook may be pausing (taking it) now
+        with self._cond:
+            while self._holder is not output:
+                self._cond.wait()
+
+    def release(self, output: NativeOutput) -> None:
+        with self._cond:
+            if self._holder is output:
+                self._holder = None
+                self._hand_over()
+
+    def pause(self, output: NativeOutput) -> None:
+        """At a safe point of the holder ``output``: lend the runtime to the interleaving
+        calls waiting, and return once they have ended (at once if none waits)."""
+        with self._cond:
+            if self._holder is not output or not self.interleaving:
+                return
+            self._holder = None
+            self._paused.append(output)
+            self._hand_over()
+            while self._holder is not output:
+                self._cond.wait()
+            self._paused.pop()
+
+    def _hand_over(self) -> None:
+        """Give a free runtime to the next call: while calls are paused, the oldest
+        interleaving one waiting, else the innermost paused; otherwise the oldest waiting."""
+        if self._holder is not None:
+            return
+        if self._paused:
+            chosen = next((o for o in self._waiting if o.interleaves), None) or self._paused[-1]
+        elif self._waiting:
+            chosen = self._waiting[0]
+        else:
+            return
+        if chosen is not (self._paused[-1] if self._paused else None):
+            self._waiting.remove(chosen)
+            if chosen.interleaves:
+                self.interleaving -= 1
+        self._holder = chosen
+        self._cond.notify_all()
+
+
 class NativeOutput:
     """Output of one native call, written from the worker thread, published on the Trio thread.
 
@@ -62,8 +141,17 @@ class NativeOutput:
     for a completion request) output is dropped.
     """
 
-    def __init__(self, ctx: ExecuteContext | None, *, max_buffered: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        ctx: ExecuteContext | None,
+        *,
+        max_buffered: int = 1 << 20,
+        turns: _Turns | None = None,
+        interleaves: bool = False,
+    ) -> None:
         self.ctx = ctx
+        self._turns = turns
+        self.interleaves = interleaves
         self._items: list[_Item] = []
         self._size = 0
         self._lock = threading.Lock()
@@ -74,6 +162,22 @@ class NativeOutput:
         self.interrupted = False
 
     # -- from the worker thread -----------------------------------------------------------
+
+    @property
+    def waiting(self) -> bool:
+        """A call waits to interleave with this one: :meth:`pause` at the next safe point.
+        (Cheap, without a lock: a runtime may check it as often as it likes.)"""
+        turns = self._turns
+        return turns is not None and turns.interleaving > 0
+
+    def pause(self) -> None:
+        """At a safe point of this call (its worker thread, the runtime's state consistent):
+        let the calls waiting to interleave use the runtime, and return once they have ended.
+        Returns at once when none waits, or when the runner does not interleave calls. The
+        runtime must be left as the paused call expects it when this returns: the calls that
+        ran meanwhile are responsible for restoring what they changed."""
+        if self._turns is not None:
+            self._turns.pause(self)
 
     def write(self, name: str, text: str) -> None:
         """Queue ``text`` for the ``stdout`` or ``stderr`` stream."""
@@ -180,25 +284,46 @@ class NativeRunner:
             the native call return soon (set a flag the C code polls, install an interpreter
             hook, ...). It must not block.
         flush_interval: seconds between two publications of pending output while a call runs.
+        preempt: for a runtime whose calls reach safe points (see the module's docstring):
+            called, from a worker thread, when a call run with ``interleave=True`` must wait
+            for another; it must make the running call reach a safe point soon, where it
+            calls :meth:`NativeOutput.pause` (e.g. install an interpreter hook; a call that
+            has not started its long work yet checks :attr:`NativeOutput.waiting` first). It
+            must not block. None (the default): calls run one at a time, in order.
     """
 
-    def __init__(self, stop: Callable[[], None], *, flush_interval: float = 0.02) -> None:
+    def __init__(
+        self,
+        stop: Callable[[], None],
+        *,
+        flush_interval: float = 0.02,
+        preempt: Callable[[], None] | None = None,
+    ) -> None:
         self._stop = stop
         self._flush_interval = flush_interval
         self._lock = trio.Lock()
         self._output: NativeOutput | None = None
+        self._preempt = preempt
+        self._turns = _Turns() if preempt is not None else None
+        self._outputs: list[NativeOutput] = []  # with preempt: every call begun, not ended
 
     @property
     def busy(self) -> bool:
-        """A native call is running."""
-        return self._output is not None
+        """A native call is running (or, with ``preempt``, begun and not ended)."""
+        return self._output is not None or bool(self._outputs)
 
     @property
     def interrupted(self) -> bool:
         """The running call was interrupted (check before entering long native work)."""
         return self._output is not None and self._output.interrupted
 
-    async def run(self, fn: Callable[..., T], *args: Any, ctx: ExecuteContext | None = None) -> T:
+    async def run(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        ctx: ExecuteContext | None = None,
+        interleave: bool = False,
+    ) -> T:
         """Run ``fn(output, *args)`` in a worker thread, with ``output`` a :class:`NativeOutput`
         publishing to ``ctx``; returns its result.
 
@@ -206,7 +331,13 @@ class NativeRunner:
         never inside an ``ExceptionGroup``), after the output ``fn`` wrote before it.
         If the surrounding scope is cancelled (an interrupt), this still waits for ``fn`` to
         return before raising :class:`trio.Cancelled`, so pair it with :meth:`interrupt`.
+
+        ``interleave``: with a runner made with ``preempt``, the call may run at a safe point
+        of a running call, paused meanwhile, instead of after it (ignored without
+        ``preempt``).
         """
+        if self._turns is not None:
+            return await self._run_in_turn(self._turns, fn, args, ctx, interleave)
         async with self._lock:
             output = NativeOutput(ctx)
             self._output = output
@@ -218,6 +349,35 @@ class NativeRunner:
             # Interrupted: Cancelled, whatever fn returned or raised once stopped.
             await trio.lowlevel.checkpoint_if_cancelled()
             return finished.result()
+
+    async def _run_in_turn(
+        self,
+        turns: _Turns,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        ctx: ExecuteContext | None,
+        interleave: bool,
+    ) -> T:
+        """``run`` for a runner with ``preempt``: the worker thread waits for its turn."""
+        assert self._preempt is not None
+        preempt = self._preempt
+        output = NativeOutput(ctx, turns=turns, interleaves=interleave)
+
+        def in_turn(out: NativeOutput, *args: Any) -> T:
+            turns.acquire(out, preempt)
+            try:
+                return fn(out, *args)
+            finally:
+                turns.release(out)
+
+        self._outputs.append(output)
+        try:
+            finished = await self._call_while_flushing(output, in_turn, args)
+        finally:
+            self._outputs.remove(output)
+            output.flush()
+        await trio.lowlevel.checkpoint_if_cancelled()
+        return finished.result()
 
     async def _call_while_flushing(
         self, output: NativeOutput, fn: Callable[..., T], args: tuple[Any, ...]
@@ -243,11 +403,13 @@ class NativeRunner:
         return finished
 
     def interrupt(self) -> None:
-        """Stop the running call, if any (call from ``do_interrupt``, on the Trio thread)."""
-        output = self._output
-        if output is None:
+        """Stop the running call, if any (call from ``do_interrupt``, on the Trio thread);
+        with ``preempt``, every call begun: running, paused or waiting for its turn."""
+        outputs = [self._output] if self._output is not None else list(self._outputs)
+        if not outputs:
             return
         # Order matters: the flag first, so a worker that has not yet entered native code sees
         # it, then the runtime's stop for one that has.
-        output._interrupt()
+        for output in outputs:
+            output._interrupt()
         self._stop()

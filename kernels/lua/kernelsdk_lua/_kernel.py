@@ -3,6 +3,15 @@
 Every use of the Lua state (cells, completion, inspection, comm handlers) goes through one
 :class:`~kernelsdk.NativeRunner`, which runs it in a worker thread, one at a time; interrupts
 reach Lua through :meth:`LuaState.interrupt` (a count hook, see ``_state``).
+
+Kernel subshells (JEP 91): cells, comm handlers, completion, inspection and ``is_complete``
+*interleave*: one that arrives while a cell runs (from a subshell console, a widget) runs at
+that cell's next instruction, inside its hook, while the cell is paused, to its end; then the
+paused cell goes on (see ``_state``). Comm handlers must: the server handles a shell request
+only after the comm messages sent before it, so a comm handler waiting for a long cell would
+hold every subshell up too (JupyterLab sends widget messages through subshells to a kernel
+that claims them precisely so that they are handled while a cell runs). The MPI variants do
+not interleave (every rank must run the same calls in the same order).
 """
 
 from __future__ import annotations
@@ -182,6 +191,8 @@ class LuaKernel(BaseKernel):
     resources = Path(__file__).parent / "resources"  # the launcher's logos
     # os.execute, C modules that print, io.popen's children: their output is the cell's.
     capture_native_output = True
+    # A subshell's cell runs at a hook point of the running cell (see _state): same state.
+    concurrent_subshells = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -194,10 +205,15 @@ class LuaKernel(BaseKernel):
             memory_origin=limit.origin if limit is not None else "",
         )
         self.commands = Commands()  # io.popen's
-        self.runner = NativeRunner(self._stop)
         # Lua's `mpi` table: under `--mpi`, collectives on duplicates of COMM_WORLD made now
         # (every rank creates its kernel once, at startup); otherwise rank 0 of 1.
         world = kernelsdk_mpi.world()
+        # Calls interleave at hook points (kernel subshells), except under MPI, where every
+        # rank must run the same calls in one order (RootKernel claims no subshells there).
+        self.interleaves = world is None
+        self.runner = NativeRunner(
+            self._stop, preempt=self.lua.preempt if self.interleaves else None
+        )
         self.mpi = Collectives(world.Dup() if world is not None else None)
         self.lua.call(f"K.mpi_setup({self.mpi.rank}, {self.mpi.size})")
         version = self.lua.version_string or f"Lua {self.lua_version}"
@@ -221,7 +237,12 @@ class LuaKernel(BaseKernel):
 
     async def do_execute(self, code: str, ctx: ExecuteContext) -> dict[str, Any] | None:
         self.mpi.new_cell()
-        outcome = await self.runner.run(self._execute, code, f"In[{ctx.execution_count}]", ctx=ctx)
+        # Each subshell counts its own cells: its chunk names must not reuse the main shell's.
+        subshell = ctx.request.header.subshell_id
+        where = "" if subshell is None else f"@{subshell[:8]}"
+        outcome = await self.runner.run(
+            self._execute, code, f"In[{ctx.execution_count}{where}]", ctx=ctx, interleave=True
+        )
         if outcome.get("interrupted"):
             raise ExecutionError(**interrupt_error())
         if "ename" in outcome:
@@ -233,7 +254,7 @@ class LuaKernel(BaseKernel):
 
     def _execute(self, out: NativeOutput, code: str, chunkname: str) -> dict[str, Any]:
         self.lua.set_interrupt_pending(out.interrupted)
-        return self.lua.execute(code, chunkname, _Host(self, out, cell=True))
+        return self.lua.execute(code, chunkname, _Host(self, out, cell=True), turn=out)
 
     def do_interrupt(self) -> None:
         self.runner.interrupt()
@@ -246,7 +267,7 @@ class LuaKernel(BaseKernel):
             finally:
                 self.lua.host = None
 
-        return await self.runner.run(call)
+        return await self.runner.run(call, interleave=True)
 
     # -- introspection ----------------------------------------------------------------------
 
@@ -288,7 +309,7 @@ class LuaKernel(BaseKernel):
 
     async def do_is_complete(self, code: str) -> IsComplete:
         status = await self.runner.run(
-            lambda out: self.lua.call(f"K.is_complete({lua_literal(code)})")
+            lambda out: self.lua.call(f"K.is_complete({lua_literal(code)})"), interleave=True
         )
         if status == "incomplete":
             return IsComplete("incomplete", _indent_hint(code))
@@ -321,7 +342,7 @@ class LuaKernel(BaseKernel):
         self.comms.register_target(name, self._comm_open_to_lua)
 
     async def _comm_event(self, kind: str, comm: Comm, msg: Message) -> None:
-        # Runs the Lua handler like a cell (interruptible), after any running cell.
+        # Runs the Lua handler like a cell (interruptible), interleaved with a running cell.
         data = msg.content.get("data") or {}
         prepare = (
             f"K.comm_event({lua_literal(kind)}, {lua_literal(comm.comm_id)}, "
@@ -330,9 +351,9 @@ class LuaKernel(BaseKernel):
 
         def run(out: NativeOutput) -> dict[str, Any]:
             self.lua.set_interrupt_pending(out.interrupted)
-            return self.lua.run_coroutine(prepare, _Host(self, out))
+            return self.lua.run_coroutine(prepare, _Host(self, out), turn=out)
 
-        outcome = await self.runner.run(run)
+        outcome = await self.runner.run(run, interleave=True)
         if "ename" in outcome:
             log.warning("Lua comm handler failed: %s", outcome.get("traceback") or outcome)
 

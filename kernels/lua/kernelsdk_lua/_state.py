@@ -21,6 +21,25 @@ the hook's Python callback yields the coroutine (``lua_yieldk`` from a hook retu
 no longjmp), which makes ``lua_resume`` return ``LUA_YIELD``. Where the coroutine cannot yield
 (inside a C function such as ``table.sort``), the callback installs a Lua-level hook that
 raises an error instead; Lua unwinds that itself.
+
+Interleaving (kernel subshells): a cell of another shell may run *inside* a running cell's
+hook, which is where Lua's state is consistent and Lua allows calling back into Lua (a hook
+function may run any Lua code). When such a call waits for its turn (``preempt``, from its
+worker thread), the same one-shot count hook is set on the running cell's coroutines; at the
+next instruction :meth:`LuaState._hook_entry` pauses the cell (:meth:`Turn.pause`: its worker
+thread blocks inside the hook, having saved what this object holds for it) while the waiting
+call runs on the state from its own worker thread, in a coroutine of its own, to its end; then
+the paused cell's state is put back and its coroutine goes on from the instruction where it
+stopped. Calls nest like function calls, so the state is only ever used by one thread at a
+time, and the driver keeps one record per running cell (``K.start``/``K.finish``). No hook is
+set while nobody waits: a cell alone runs at full speed.
+
+**The hook**: :meth:`LuaState._hook_entry` is the one ``lua_Hook`` the kernel sets, and
+:meth:`LuaState._arm_hook_locked` the one way to set it (it keeps a user's ``debug.sethook``
+hook and puts it back when it has fired). Every reason to stop Lua at an instruction is
+dispatched there, in this order: an interrupt, the memory check, a call waiting to interleave.
+A debugger adds its reason there too (e.g. a line hook while breakpoints are set), rather
+than setting a hook of its own, which would replace this one.
 """
 
 from __future__ import annotations
@@ -31,7 +50,7 @@ import threading
 import time
 from collections.abc import Callable
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 from ._ffi import (
     LUA_ERRMEM,
@@ -64,6 +83,51 @@ ARM_KEY = 0x4B53444B  # registry slot of the driver's arm_interrupt (see driver.
 HostFn = Callable[[str, bytes, int], int]
 
 
+class Turn(Protocol):
+    """How a cell lends the state to a call of another shell (a
+    :class:`~kernelsdk.NativeOutput` of a runner made with ``preempt``)."""
+
+    @property
+    def waiting(self) -> bool:
+        """A call waits to run at this cell's next safe point."""
+        ...
+
+    def pause(self) -> None:
+        """Let the waiting calls run (from this cell's worker thread); return once they
+        have ended."""
+
+
+class _Paused:
+    """What :class:`LuaState` holds for a cell while it is paused in its hook."""
+
+    __slots__ = (
+        "co",
+        "hook_yielded",
+        "host",
+        "interrupt_pending",
+        "memory_active",
+        "nested",
+        "reply",
+        "turn",
+    )
+
+    def __init__(self, state: LuaState) -> None:
+        self.co = state._co
+        self.nested = state._nested
+        self.host = state.host
+        self.reply = state._reply
+        self.turn = state._turn
+        self.hook_yielded = state._hook_yielded
+        self.interrupt_pending = state._interrupt_pending
+        self.memory_active = state.memory is not None and state.memory.active
+
+    def restore(self, state: LuaState) -> None:
+        state._co, state._nested, state.host = self.co, self.nested, self.host
+        state._reply, state._turn = self.reply, self.turn
+        state._hook_yielded = self.hook_yielded
+        state._interrupt_pending = self.interrupt_pending
+
+
 class LuaState:
     """One Lua state with the kernel's driver loaded; used from one thread at a time."""
 
@@ -85,6 +149,8 @@ class LuaState:
         self._closed = False
         self._lock = threading.Lock()  # guards _co and _nested against the interrupting thread
         self._nested: dict[int, Any] = {}  # depth -> coroutines resumed by the cell (driver)
+        self._turn: Turn | None = None  # the running cell's, when it may be paused
+        self._paused: list[_Paused] = []  # cells paused in their hook, innermost last
         # thread address -> the hook (function, mask, count) the memory check replaced once
         self._saved_hooks: dict[int, tuple[Any, int, int]] = {}
         self._user_code_runs = threading.Event()  # wakes the memory watcher (_watch_memory)
@@ -191,14 +257,18 @@ class LuaState:
 
     # -- cells ------------------------------------------------------------------------------
 
-    def execute(self, code: str, chunkname: str, host: HostFn) -> dict[str, Any]:
-        """Run a cell to its end (or interrupt); returns the driver's outcome."""
+    def execute(
+        self, code: str, chunkname: str, host: HostFn, turn: Turn | None = None
+    ) -> dict[str, Any]:
+        """Run a cell to its end (or interrupt); returns the driver's outcome. With ``turn``,
+        the cell pauses at an instruction when a call of another shell waits."""
         prepare = f"K.prepare({lua_literal(code)}, {lua_literal('=' + chunkname)})"
-        return self.run_coroutine(prepare, host)
+        return self.run_coroutine(prepare, host, turn)
 
-    def run_coroutine(self, prepare: str, host: HostFn) -> dict[str, Any]:
+    def run_coroutine(self, prepare: str, host: HostFn, turn: Turn | None = None) -> dict[str, Any]:
         """Run user code as an interruptible coroutine: ``prepare`` is a driver call returning
-        ``"ready", coroutine`` (or an outcome) and the coroutine returns the outcome as JSON."""
+        ``"ready", coroutine`` (or an outcome) and the coroutine returns the outcome as JSON.
+        With ``turn``, it pauses at an instruction when a call of another shell waits."""
         self.host = host
         prepared, _ = self.call_raw(prepare, 2)
         if prepared != "ready":
@@ -212,6 +282,9 @@ class LuaState:
                 self._co = None
                 self.call("K.finish()")
                 return {"interrupted": True}
+            self._turn = turn
+            if turn is not None and turn.waiting:  # came while this cell was being prepared
+                self._arm_hook_locked(co)
         memory = self.memory
         refused = memory.refused if memory is not None else 0
         try:
@@ -225,10 +298,12 @@ class LuaState:
                 memory.active = False
             with self._lock:
                 self._co = None
+                self._turn = None
                 self._nested.clear()
             self.call("K.finish()")
             self.host = None
-            self._settle_memory()
+            if not self._paused:  # not while a paused cell's user code may still allocate
+                self._settle_memory()
         outcome: dict[str, Any]
         if status == LUA_OK and text is not None:
             outcome = json.loads(text)
@@ -266,9 +341,11 @@ class LuaState:
         """After a GC cycle (the driver's sentinel was finalized): check the heap's size at
         the next instruction of thread ``L``, from a one-shot count hook."""
         with self._lock:  # against interrupt(), which sets hooks from the Trio thread
-            self._arm_memory_check_locked(L)
+            self._arm_hook_locked(L)
 
-    def _arm_memory_check_locked(self, L: Any) -> None:
+    def _arm_hook_locked(self, L: Any) -> None:
+        """Make :meth:`_hook_entry` run at the next instruction of thread ``L`` (one shot),
+        keeping a user's hook to put back then. Called with ``_lock`` held."""
         ffi, lib = self.ffi, self.lib
         if self._closed or (self._interrupt_pending and self._co is not None):
             return  # an interrupt's hook is (about to be) set: it wins
@@ -296,7 +373,7 @@ class LuaState:
             with self._lock:  # the coroutines stay anchored in Lua while _co is set
                 if self._co is not None:
                     for co in [self._co, *self._nested.values()]:
-                        self._arm_memory_check_locked(co)
+                        self._arm_hook_locked(co)
 
     def _check_memory(self, L: Any, extra: int = 0) -> None:
         """Switch to the counting allocator when the heap (plus ``extra`` bytes about to be
@@ -348,20 +425,41 @@ class LuaState:
             self._interrupt_pending = pending
 
     def interrupt(self) -> None:
-        """Stop the running cell soon. Called from another thread than the one running Lua."""
+        """Stop the running cell soon, and every cell paused for it. Called from another
+        thread than the one running Lua."""
         with self._lock:
             self._interrupt_pending = True
             # Safe from another thread: Lua's own `lua` REPL does this from a signal handler.
             # The cell's coroutine and every coroutine it is running (nested resumes): the
-            # innermost stops with an error, the cell's then yields.
-            for co in [self._co, *self._nested.values()]:
+            # innermost stops with an error, the cell's then yields. A paused cell's hook
+            # fires once it goes on.
+            coroutines = [self._co, *self._nested.values()]
+            for paused in self._paused:
+                paused.interrupt_pending = True
+                coroutines += [paused.co, *paused.nested.values()]
+            for co in coroutines:
                 if co is not None:
                     self.lib.lua_sethook(co, self._hook_cb, LUA_MASKCOUNT, 1)
 
+    def preempt(self) -> None:
+        """A call of another shell waits for the state (called from its worker thread): the
+        running cell, if it may be paused, pauses at its next instruction (see
+        :meth:`_hook_entry`). Cheap and non-blocking."""
+        with self._lock:
+            if self._co is not None and self._turn is not None:
+                for co in [self._co, *self._nested.values()]:
+                    self._arm_hook_locked(co)
+
     def _hook_entry(self, L: Any, ar: Any) -> None:
-        # Runs on the Lua thread, inside the VM: consume nothing, raise nothing. Set either by
-        # interrupt() or by the memory check (_arm_memory_check); the pending flag, read after
-        # the hook is removed, tells which (interrupt() sets it before setting the hook).
+        """The kernel's one ``lua_Hook``: runs on the Lua thread, inside the VM, at the
+        instruction where it was armed (one shot). Consume nothing, raise nothing.
+
+        Every reason to stop there is dispatched here, in order: an interrupt (the pending
+        flag, which interrupt() sets before setting the hook: the cell yields or raises),
+        the memory check (after a GC cycle, or the watcher's), and a call of another shell
+        waiting for the state (the running cell pauses here while it runs). A debugger's
+        reason would be one more branch, armed through :meth:`_arm_hook_locked`.
+        """
         lib, ffi = self.lib, self.ffi
         saved = self._saved_hooks.pop(int(ffi.cast("uintptr_t", L)), None)
         if saved is not None and saved[0] != ffi.NULL:
@@ -370,6 +468,9 @@ class LuaState:
             lib.lua_sethook(L, ffi.NULL, 0, 0)
         if not (self._interrupt_pending and self._co is not None):
             self._check_memory(L)
+            turn = self._turn
+            if turn is not None and turn.waiting:
+                self._pause(turn)
             return
         if self._co == L and self.library.flavor.has_isyieldable and lib.lua_isyieldable(L):
             self._hook_yielded = True
@@ -380,6 +481,28 @@ class LuaState:
         lib.lua_rawgeti(L, self.library.flavor.registry_index, ARM_KEY)
         if self._pcall(L, 0, 0) != LUA_OK:
             lib.lua_settop(L, -2)
+
+    def _pause(self, turn: Turn) -> None:
+        """Pause the running cell inside its hook while the calls waiting for the state run
+        (from their own worker threads), then put back what this object holds for it."""
+        memory = self.memory
+        with self._lock:
+            paused = _Paused(self)
+            self._paused.append(paused)
+            self._co, self._nested, self._turn, self.host = None, {}, None, None
+            self._interrupt_pending = False
+        if memory is not None:
+            memory.active = False
+            self._user_code_runs.clear()
+        try:
+            turn.pause()
+        finally:
+            with self._lock:
+                self._paused.pop()
+                paused.restore(self)  # with interrupt_pending as interrupt() left it
+            if memory is not None and paused.memory_active:
+                memory.active = True
+                self._user_code_runs.set()
 
     # -- host callback ------------------------------------------------------------------------
 

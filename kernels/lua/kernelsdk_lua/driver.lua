@@ -526,8 +526,24 @@ coroutine.wrap = function(f)
     return unpack(r, 2, r.n)
   end
 end
-local function reset_running()
+-- Cells nest (a cell of another shell may run inside a running cell's hook, see _state.py):
+-- each keeps its own `running` and `depth`, saved here by K.start and put back by K.finish,
+-- which also anchors each running cell's coroutine.
+local cells = {}
+local function push_cell(co)
+  cells[#cells + 1] = { co = co, running = running, depth = depth }
   running, depth = {}, 0
+end
+local function pop_cell()
+  local cell = cells[#cells]
+  cells[#cells] = nil
+  if cell then
+    running, depth = cell.running, cell.depth
+  else
+    running, depth = {}, 0
+  end
+  local outer = cells[#cells]
+  return outer and outer.co or nil
 end
 
 -- ---------------------------------------------------------------------------------------
@@ -875,6 +891,7 @@ local function start(f, show)
     G._ = r[2]
     return json({ ok = true, value = concat(parts, ", ") })
   end)
+  push_cell(co)
   K.current = co
   return "ready", co
 end
@@ -889,8 +906,7 @@ function K.prepare(code, name)
 end
 
 function K.finish()
-  K.current = nil
-  reset_running()
+  K.current = pop_cell()
   if guard_on and not sentinel_armed then sentinel_armed = pcall(arm_sentinel) end
 end
 
