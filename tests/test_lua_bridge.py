@@ -232,3 +232,56 @@ def test_the_workers_exception_is_raised_as_it_is() -> None:
         assert not runner.busy
 
     trio.run(main)
+
+
+def test_interleaving_calls_run_at_safe_points_and_nest() -> None:
+    """NativeRunner(preempt=): an interleaving call runs while the running call is paused at
+    a safe point (NativeOutput.pause), the newest to its end first; a call that does not
+    interleave waits for the runtime to be free; never two threads in the runtime at once."""
+
+    async def main() -> None:
+        log: list[str] = []
+        inside = threading.Lock()  # held while a call uses the "runtime"
+        armed = threading.Event()
+        release = threading.Event()
+        runner = NativeRunner(lambda: None, preempt=armed.set)
+
+        def enter(name: str) -> None:
+            assert inside.acquire(blocking=False), f"{name}: two threads in the runtime"
+
+        def spin(out: NativeOutput, name: str) -> str:
+            enter(name)
+            log.append(f"{name} start")
+            while not release.is_set():  # a loop whose every step is a safe point
+                if out.waiting:
+                    log.append(f"{name} pauses")
+                    inside.release()
+                    out.pause()
+                    enter(name)
+                    log.append(f"{name} resumes")
+            log.append(f"{name} end")
+            inside.release()
+            return name
+
+        def quick(out: NativeOutput, name: str) -> str:
+            enter(name)
+            log.append(name)
+            inside.release()
+            return name
+
+        with trio.fail_after(GUARD):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(runner.run, spin, "main")
+                while "main start" not in log:
+                    await trio.sleep(0)
+                # Not interleaving: waits for the end of main.
+                nursery.start_soon(runner.run, quick, "comm")
+                assert await runner.run(quick, "sub", interleave=True) == "sub"
+                assert armed.is_set()
+                assert log[:4] == ["main start", "main pauses", "sub", "main resumes"]
+                assert "comm" not in log
+                release.set()
+        assert log[-2:] == ["main end", "comm"]
+        assert not runner.busy
+
+    trio.run(main)
