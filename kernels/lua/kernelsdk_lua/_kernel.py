@@ -39,6 +39,7 @@ from kernelsdk import (
 from kernelsdk import mpi as kernelsdk_mpi
 from kernelsdk.protocol import Message, interrupt_error
 
+from ._debugger import LuaDebugger
 from ._ffi import load_library
 from ._literals import lua_literal, lua_table_literal
 from ._memory import MEMORY_LIMIT_VARIABLE as MEMORY_LIMIT_VARIABLE
@@ -108,6 +109,8 @@ class _Host:
             self.out.run_sync(self.kernel._register_target, text.decode("utf-8", "replace"))
         elif op.startswith("p") and op in _COMMAND_OPS:
             return self._command(op, text, number)
+        elif op.startswith("dbg_"):  # the debugger: a cell stopped in its hook (see _debugger)
+            return self.kernel.lua_debugger.host(op, text, self.out)
         elif op.startswith("mpi_"):
             # A collective: blocks this worker thread (not Trio's) until every rank is there.
             if not self.cell:
@@ -193,6 +196,8 @@ class LuaKernel(BaseKernel):
     capture_native_output = True
     # A subshell's cell runs at a hook point of the running cell (see _state): same state.
     concurrent_subshells = True
+    # Breakpoints, stepping, variables and evaluate in JupyterLab (see _debugger).
+    debugger_class = LuaDebugger
 
     def __init__(self) -> None:
         super().__init__()
@@ -216,6 +221,7 @@ class LuaKernel(BaseKernel):
         )
         self.mpi = Collectives(world.Dup() if world is not None else None)
         self.lua.call(f"K.mpi_setup({self.mpi.rank}, {self.mpi.size})")
+        self.lua_debugger.load()  # sets no hook: free until a frontend debugs
         version = self.lua.version_string or f"Lua {self.lua_version}"
         # The running library's version and name (the class attributes describe the spec).
         self.runtime_version = version.split()[-1]
@@ -227,9 +233,16 @@ class LuaKernel(BaseKernel):
         info["banner"] = self.runtime_banner
         return info
 
+    @property
+    def lua_debugger(self) -> LuaDebugger:
+        assert isinstance(self.debugger, LuaDebugger)
+        return self.debugger
+
     def _stop(self) -> None:
         # Called on the Trio thread on interrupt: stop Lua, and the commands io.popen started
-        # (Lua may be blocked reading one of them, out of reach of any hook).
+        # (Lua may be blocked reading one of them, out of reach of any hook); a cell stopped
+        # at a breakpoint ends.
+        self.lua_debugger.release()
         self.lua.interrupt()
         self.commands.interrupt()
 
@@ -254,6 +267,7 @@ class LuaKernel(BaseKernel):
 
     def _execute(self, out: NativeOutput, code: str, chunkname: str) -> dict[str, Any]:
         self.lua.set_interrupt_pending(out.interrupted)
+        self.lua_debugger.before_cell(code, chunkname)
         return self.lua.execute(code, chunkname, _Host(self, out, cell=True), turn=out)
 
     def do_interrupt(self) -> None:

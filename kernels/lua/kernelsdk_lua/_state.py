@@ -77,6 +77,7 @@ WATCH_INTERVAL = 0.01
 #: (measured: 1.75 in Lua 5.2, 2 in 5.1, 2.25 in 5.3, 5.4 and 5.5), with a margin.
 CYCLE_GROWTH = 2.5
 ARM_KEY = 0x4B53444B  # registry slot of the driver's arm_interrupt (see driver.lua)
+DEBUG_SYNC_KEY = 0x4B534447  # registry slot of debugger.lua's sync (see _debugger.py)
 
 
 #: Called for every host operation the driver performs: (op, text, number) -> integer reply.
@@ -149,6 +150,7 @@ class LuaState:
         self._closed = False
         self._lock = threading.Lock()  # guards _co and _nested against the interrupting thread
         self._nested: dict[int, Any] = {}  # depth -> coroutines resumed by the cell (driver)
+        self._debug_sync = False  # the debugger has news for the running cell (arm_debugger)
         self._turn: Turn | None = None  # the running cell's, when it may be paused
         self._paused: list[_Paused] = []  # cells paused in their hook, innermost last
         # thread address -> the hook (function, mask, count) the memory check replaced once
@@ -450,6 +452,16 @@ class LuaState:
                 for co in [self._co, *self._nested.values()]:
                     self._arm_hook_locked(co)
 
+    def arm_debugger(self) -> None:
+        """The debugger has news for the running cell (breakpoints, a pause): it takes them
+        at its next instruction, in :meth:`_hook_entry`. Without a running cell, the next
+        cell gets them before it starts. Called from any thread."""
+        with self._lock:
+            self._debug_sync = True
+            if self._co is not None:
+                for co in [self._co, *self._nested.values()]:
+                    self._arm_hook_locked(co)
+
     def _hook_entry(self, L: Any, ar: Any) -> None:
         """The kernel's one ``lua_Hook``: runs on the Lua thread, inside the VM, at the
         instruction where it was armed (one shot). Consume nothing, raise nothing.
@@ -457,8 +469,8 @@ class LuaState:
         Every reason to stop there is dispatched here, in order: an interrupt (the pending
         flag, which interrupt() sets before setting the hook: the cell yields or raises),
         the memory check (after a GC cycle, or the watcher's), and a call of another shell
-        waiting for the state (the running cell pauses here while it runs). A debugger's
-        reason would be one more branch, armed through :meth:`_arm_hook_locked`.
+        waiting for the state (the running cell pauses here while it runs), and the
+        debugger's news (:meth:`arm_debugger`: debugger.lua's ``sync`` runs here).
         """
         lib, ffi = self.lib, self.ffi
         saved = self._saved_hooks.pop(int(ffi.cast("uintptr_t", L)), None)
@@ -471,6 +483,12 @@ class LuaState:
             turn = self._turn
             if turn is not None and turn.waiting:
                 self._pause(turn)
+            if self._debug_sync:
+                # debugger.lua's sync: new breakpoints, or a pause (it may stop right here).
+                self._debug_sync = False
+                lib.lua_rawgeti(L, self.library.flavor.registry_index, DEBUG_SYNC_KEY)
+                if self._pcall(L, 0, 0) != LUA_OK:
+                    lib.lua_settop(L, -2)
             return
         if self._co == L and self.library.flavor.has_isyieldable and lib.lua_isyieldable(L):
             self._hook_yielded = True

@@ -75,6 +75,7 @@ local function json_value(v, seen)
   end
 end
 json = function(v) return json_value(v, {}) end
+K.json = json
 
 -- ---------------------------------------------------------------------------------------
 -- Host calls
@@ -98,6 +99,7 @@ local function fetch(n)
   end
   return concat(parts)
 end
+K.fetch = fetch
 
 -- ---------------------------------------------------------------------------------------
 -- Readable values
@@ -834,6 +836,7 @@ end
 
 local function handler(err)
   if err == K.INTERRUPTED then return err end
+  if K.on_error then K.on_error(err) end -- the debugger: stop here, with the stack intact
   local msg = message_of(err)
   local ok, tb = pcall(debug_traceback, msg, 2)
   return { message = msg, traceback = ok and clean_traceback(tb) or msg }
