@@ -274,14 +274,16 @@ def test_interleaving_calls_run_at_safe_points_and_nest() -> None:
                 nursery.start_soon(runner.run, spin, "main")
                 while "main start" not in log:
                     await trio.sleep(0)
-                # Not interleaving: waits for the end of main.
-                nursery.start_soon(runner.run, quick, "comm")
-                assert await runner.run(quick, "sub", interleave=True) == "sub"
-                assert armed.is_set()
-                assert log[:4] == ["main start", "main pauses", "sub", "main resumes"]
-                assert "comm" not in log
-                release.set()
-        assert log[-2:] == ["main end", "comm"]
+                try:
+                    # Not interleaving: waits for the end of main.
+                    nursery.start_soon(runner.run, quick, "comm")
+                    assert await runner.run(quick, "sub", interleave=True) == "sub"
+                    assert armed.is_set()
+                    assert log[:3] == ["main start", "main pauses", "sub"], log
+                    assert "comm" not in log
+                finally:
+                    release.set()  # even when an assertion fails: the worker must end
+        assert log == ["main start", "main pauses", "sub", "main resumes", "main end", "comm"]
         assert not runner.busy
 
     trio.run(main)
