@@ -7,6 +7,7 @@ driven with jupyter_client (and the conformance suite). Only the absence of a co
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import queue
@@ -411,3 +412,220 @@ def test_rpn_kernel_passes_the_conformance_suite(jupyter_env: JupyterEnv, rpn: s
     results = run(rpn, RpnProfile(), options=Options(timeout=10.0, fuzz_budget=25))
     failed = [f"{r.name}: {r.status} {r.message}" for r in results if r.status in ("fail", "error")]
     assert not failed, "\n".join(failed)
+
+
+# -- the library loaded into this process (ctypes as the C host) -----------------------------
+#
+# The same library, called through ctypes from the test process: the Python side runs here,
+# where coverage sees it, and a kernel's requests reach callbacks written with ctypes.
+
+
+@pytest.fixture(scope="module")
+def capi() -> ctypes.CDLL:
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    libdir = Path(flags("--lib-dir")[0])
+    lib = ctypes.CDLL(str(libdir / "libkernelsdk-embed.so"))
+    lib.ksdk_last_error.restype = ctypes.c_char_p
+    lib.ksdk_connection_file.restype = ctypes.c_char_p
+    lib.ksdk_poll.argtypes = [ctypes.c_int, ctypes.c_double]
+    lib.ksdk_expose_array.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.POINTER(ctypes.c_int64),
+        ctypes.c_int,
+    ]
+    lib.ksdk_expose_scalar.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_int,
+    ]
+    lib.ksdk_input.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+    ]
+    return lib
+
+
+def ok(capi: ctypes.CDLL, rc: int) -> int:
+    assert rc >= 0, capi.ksdk_last_error().decode()
+    return rc
+
+
+@pytest.fixture(scope="module")
+def toy(capi: ctypes.CDLL, tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
+    """The callbacks of tests/capi_hosts/callbacks.c, a shared library of C functions."""
+    out = tmp_path_factory.mktemp("toy") / "libtoy.so"
+    command = ["gcc", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror"]
+    command += [str(HOSTS / "callbacks.c"), *flags("--cflags", "--ldflags"), "-o", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return ctypes.CDLL(str(out))
+
+
+def test_in_process_native_kernel(
+    jupyter_env: JupyterEnv, capi: ctypes.CDLL, toy: ctypes.CDLL
+) -> None:
+    k = ok(capi, capi.ksdk_create(b"inproc-native", b"native"))
+    for key, value in (
+        (b"language", b"toy"),
+        (b"language_version", b"0.1"),
+        (b"pygments_lexer", b"text"),
+        (b"banner", b"a toy"),
+    ):
+        ok(capi, capi.ksdk_set_option(k, key, value))
+    for register, name in (
+        (capi.ksdk_on_execute, "toy_execute"),
+        (capi.ksdk_on_complete, "toy_complete"),
+        (capi.ksdk_on_inspect, "toy_inspect"),
+        (capi.ksdk_on_is_complete, "toy_is_complete"),
+        (capi.ksdk_on_interrupt, "toy_interrupt"),
+    ):
+        ok(capi, register(k, ctypes.cast(getattr(toy, name), ctypes.c_void_p), None))
+    ok(capi, capi.ksdk_start(k))
+    try:
+        assert capi.ksdk_poll(k, 0.0) == 0  # no safe points: nothing ever waits
+        client = client_for(capi.ksdk_connection_file(k).decode())
+        try:
+            info = client.kernel_info(reply=True, timeout=TIMEOUT)["content"]
+            assert info["language_info"]["name"] == "toy"
+            assert info["implementation"] == "toy" and info["banner"] == "a toy"
+            reply, outputs = run_cell(client, "hi")
+            assert reply["status"] == "ok"
+            assert stdout_of(outputs) == "echo: hi"
+            assert result_of(outputs)["text/plain"] == "éhi"
+            displays = [m["content"]["data"] for m in outputs if m["msg_type"] == "display_data"]
+            assert displays == [{"application/json": {"a": [1, 2]}}]
+            # The request has ended: its id is refused, with a message.
+            last = ctypes.c_int.in_dll(toy, "last_request").value
+            assert capi.ksdk_stream(last, b"stdout", b"late") == -4
+            assert b"not running" in capi.ksdk_last_error()
+            reply, outputs = run_cell(client, "fail")
+            assert (reply["status"], reply["ename"], reply["evalue"]) == (
+                "error",
+                "Boom",
+                "it failed",
+            )
+            assert reply["traceback"] == ["line 1", "line 2"]
+            reply, _ = run_cell(client, "status")
+            assert reply["status"] == "error" and "returned 3" in reply["evalue"]
+            reply, outputs = run_cell(client, "bad")
+            assert reply["status"] == "ok" and stdout_of(outputs) == "all refused\n"
+            outputs = []
+            reply = client.execute_interactive(
+                "ask",
+                timeout=TIMEOUT,
+                allow_stdin=True,
+                stdin_hook=lambda message: client.input("abcdef"),
+                output_hook=outputs.append,
+            )
+            assert reply["content"]["status"] == "ok"
+            assert stdout_of(outputs) == "6 abc\n"
+            _, outputs = run_cell(client, "ask", allow_stdin=False)
+            assert stdout_of(outputs) == "-8 \n"
+            matches = client.complete("x = al", reply=True, timeout=TIMEOUT)["content"]
+            assert matches["matches"] == ["alpha", "alps"]
+            assert (matches["cursor_start"], matches["cursor_end"]) == (4, 6)
+            ranged = client.complete("rangeé", reply=True, timeout=TIMEOUT)["content"]
+            assert (ranged["cursor_start"], ranged["cursor_end"]) == (0, 6)
+            found = client.inspect("é abc", 3, reply=True, timeout=TIMEOUT)["content"]
+            assert found["found"] and found["data"]["text/plain"] == "at 4 level 0"
+            missing = client.inspect("nothing", 2, reply=True, timeout=TIMEOUT)["content"]
+            assert not missing["found"]
+            assert is_complete_reply(client, "f {") == ("incomplete", "    ")
+            assert is_complete_reply(client, "bad")[0] == "invalid"
+            assert is_complete_reply(client, "?")[0] == "unknown"
+            assert is_complete_reply(client, "x")[0] == "complete"
+        finally:
+            client.stop_channels()
+    finally:
+        ok(capi, capi.ksdk_stop(k))
+    assert capi.ksdk_shutdown_requested(k) == 0
+
+
+def is_complete_reply(client: BlockingKernelClient, code: str) -> tuple[str, str]:
+    msg_id = client.is_complete(code)
+    reply = client.get_shell_msg(timeout=TIMEOUT)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    return reply["content"]["status"], reply["content"].get("indent", "")
+
+
+def test_in_process_python_kernel_shares_host_memory(
+    jupyter_env: JupyterEnv, capi: ctypes.CDLL
+) -> None:
+    data = (ctypes.c_double * 6)(*range(6))
+    shape = (ctypes.c_int64 * 2)(2, 3)
+    gain = ctypes.c_double(1.0)
+    count = ctypes.c_int32(7)
+    fortran = (ctypes.c_float * 6)(*range(6))
+    k = ok(capi, capi.ksdk_create(b"inproc-python", b"python"))
+    ok(capi, capi.ksdk_set_option(k, b"safe_points", b"1"))
+    ok(capi, capi.ksdk_expose_array(k, b"data", data, b"double", 2, shape, 1))
+    ok(capi, capi.ksdk_expose_array(k, b"fortran", fortran, b"float32", 2, shape, 2))
+    ok(capi, capi.ksdk_expose_scalar(k, b"gain", ctypes.byref(gain), b"float64", 1))
+    ok(capi, capi.ksdk_start(k))
+    # Exposed after the start too, straight into the namespace.
+    ok(capi, capi.ksdk_expose_scalar(k, b"count", ctypes.byref(count), b"int", 0))
+    assert capi.ksdk_set_option(k, b"ip", b"127.0.0.1") == -3
+    stop = threading.Event()
+
+    def host_loop() -> None:  # the host's time steps: a safe point each
+        while not stop.is_set():
+            assert capi.ksdk_poll(k, 0.05) >= 0
+
+    host = threading.Thread(target=host_loop)
+    host.start()
+    try:
+        client = client_for(capi.ksdk_connection_file(k).decode())
+        try:
+            _, outputs = run_cell(client, "data[1, 2] = 50.0; float(data.sum())")
+            assert result_of(outputs)["text/plain"] == "60.0"
+            assert data[5] == 50.0  # the host's memory
+            _, outputs = run_cell(client, "(fortran.shape, float(fortran[1, 0]))")
+            assert result_of(outputs)["text/plain"] == "((2, 3), 1.0)"
+            reply, _ = run_cell(client, "gain = 2")
+            assert reply["status"] == "ok" and gain.value == 2.0
+            _, outputs = run_cell(client, "gain = 'loud'")
+            assert "gain takes a number" in "".join(
+                m["content"]["text"] for m in outputs if m["msg_type"] == "stream"
+            )
+            _, outputs = run_cell(client, "count = 9")
+            assert "count belongs to the host" in "".join(
+                m["content"]["text"] for m in outputs if m["msg_type"] == "stream"
+            )
+            _, outputs = run_cell(client, "int(count)")  # read-only: put back after the cell
+            assert result_of(outputs)["text/plain"] == "7" and count.value == 7
+        finally:
+            client.stop_channels()
+    finally:
+        stop.set()
+        host.join()
+        ok(capi, capi.ksdk_stop(k))
+    assert capi.ksdk_poll(k, 0.0) == -3
+
+
+def test_host_views_without_numpy() -> None:
+    """Without NumPy, cells get memoryviews over the same memory."""
+    code = """
+import ctypes, sys
+sys.modules["numpy"] = None  # this child process has no NumPy
+from kernelsdk.embed._capi._host_data import make_view
+raw = (ctypes.c_double * 6)(*range(6))
+view = make_view(memoryview(raw).cast("B"), "d", (2, 3), True)
+view[1, 2] = 9.5
+ro = make_view(memoryview(raw).cast("B"), "d", (2, 3), False, column_major=True)
+print(raw[5], view.shape, ro.shape, ro.readonly)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["9.5", "(2,", "3)", "(3,", "2)", "True"]

@@ -89,8 +89,20 @@ static void ksdk_start_python(void) {
         /* The GIL is taken only while Python runs: cffi takes it around each call. */
         PyEval_SaveThread();
     }
-    /* The first extern "Python" call runs the init code (sys.path, import of the bridge). */
-    if (_ksdk_py_ready() == 1) {
+    /* The first extern "Python" call runs cffi's start-up and the init code (sys.path, import
+     * of the bridge), under the GIL so that no other thread of a running interpreter (a host
+     * that already embeds Python, or loads this library with ctypes) runs meanwhile. */
+    PyGILState_STATE gil = PyGILState_Ensure();
+#if PY_VERSION_HEX < 0x030C0000
+    /* cffi's start-up before 3.12 uses PyCapsule_Type.tp_version_tag as a spin lock that must
+     * read 0 (else it asserts, or spins for ever), but an interpreter that has run for a while
+     * may have given that type a version tag. Dropping it is what any change to the type does;
+     * holding the GIL, no lookup can assign a new one before cffi is done. */
+    PyType_Modified(&PyCapsule_Type);
+#endif
+    int ready = _ksdk_py_ready();
+    PyGILState_Release(gil);
+    if (ready == 1) {
         atomic_store(&ksdk_python_ok, 1);
     } else {
         snprintf(ksdk_start_error, sizeof ksdk_start_error,
