@@ -403,6 +403,8 @@ def test_rpn_kernel_passes_the_conformance_suite(jupyter_env: JupyterEnv, rpn: s
         code_generate_error = "1 0 /"
         code_sleep = "{seconds} wait"
         code_spin = "{seconds} wait"
+        code_input = "read"
+        code_password = "secret"
         code_display_data = [{"code": "html", "mime": "text/html"}]
         completion_samples = [{"text": "1 sw", "matches": ["swap"]}]
         complete_code_samples = ["1 2 +"]

@@ -167,6 +167,27 @@ static int w_input(Machine *m, int req) {
     return push(m, req, value);
 }
 
+/* Asks the frontend for a line and prints it (as a password: not shown while typed). */
+static int read_line(int req, int password, const char *word) {
+    char line[1024];
+    /* One byte short of the buffer: room for the newline printed after it. */
+    int n = ksdk_input(req, password ? "password: " : "> ", password, line, (int)sizeof line - 1);
+    if (n == KSDK_EINTERRUPTED) return fail(req, "Interrupted", "interrupted while waiting for input", word);
+    if (n < 0) return fail(req, "InputError", ksdk_last_error(), word);
+    strcat(line, "\n");
+    return ksdk_stream(req, "stdout", line) < 0;
+}
+
+static int w_read(Machine *m, int req) {
+    (void)m;
+    return read_line(req, 0, "read");
+}
+
+static int w_secret(Machine *m, int req) {
+    (void)m;
+    return read_line(req, 1, "secret");
+}
+
 /* Pops n and works for n seconds, looking for an interrupt every millisecond. */
 static int w_wait(Machine *m, int req) {
     if (need(m, req, 1, "wait")) return 1;
@@ -198,6 +219,8 @@ static const Word WORDS[] = {
     {".s", "shows the stack, bottom first", w_stack},
     {"html", "displays the stack as an HTML table", w_html},
     {"input", "asks for a number and pushes it", w_input},
+    {"read", "asks for a line and prints it", w_read},
+    {"secret", "asks for a password and prints it", w_secret},
     {"wait", "n wait -> works for n seconds (interruptible)", w_wait},
     {"words", "lists the words", w_words},
 };
