@@ -158,14 +158,19 @@ class LuaDebugger(Debugger):
         return lua_table_literal(config)
 
     def before_cell(self, code: str, chunkname: str) -> None:
-        """On the worker thread, before a cell runs: remember it, configure Lua if needed."""
+        """On the worker thread, before a cell runs: remember it, configure Lua if needed
+        (and pause it at its first line if a pause is waiting)."""
         self._cells[chunkname] = code
         if self.active and chunkname not in self._paths_sent:
             with self._lock:
                 self._version += 1
         config = self._config_literal()
+        with self._lock:
+            pause, self.pause_wanted = self.pause_wanted and self.active, False
         if config is not None:
             self.lua_kernel.lua.call(f"K.debugger.configure({config})")
+        if pause:
+            self.lua_kernel.lua.call("K.debugger.pause_next()")
 
     def sync_text(self) -> bytes:
         """What ``debugger.lua``'s ``sync`` gets, from the kernel's hook: ``pause`` and/or the
@@ -323,12 +328,13 @@ class LuaDebugger(Debugger):
         stopped.commands.put(f"{{op = 'resume', kind = {lua_literal(str(kind))}}}")
 
     async def pause(self, thread_id: int) -> None:
+        """The running cell stops at its next line; with none running, the next cell stops
+        at its first (a pause sent just before a cell starts must not be lost)."""
         if self._stopped is not None:
             return
-        if not self.lua_kernel.runner.busy:
-            raise DebuggerError("no cell is running")
         with self._lock:
             self.pause_wanted = True
+            self._version += 1
         self.lua_kernel.lua.arm_debugger()
 
     async def evaluate(self, expression: str, frame_id: int | None, context: str) -> dict[str, Any]:

@@ -485,10 +485,13 @@ class LuaState:
                 self._pause(turn)
             if self._debug_sync:
                 # debugger.lua's sync: new breakpoints, or a pause (it may stop right here).
+                # The hook may have fired in the middle of a fetch: keep what it reads.
                 self._debug_sync = False
+                reply = self._reply
                 lib.lua_rawgeti(L, self.library.flavor.registry_index, DEBUG_SYNC_KEY)
                 if self._pcall(L, 0, 0) != LUA_OK:
                     lib.lua_settop(L, -2)
+                self._reply = reply
             return
         if self._co == L and self.library.flavor.has_isyieldable and lib.lua_isyieldable(L):
             self._hook_yielded = True

@@ -520,8 +520,12 @@ function D.set_cwd(dir) cwd = dir end
 -- Every cell and comm handler starts in a coroutine the driver prepares: arm it (and the
 -- coroutines it creates, from inside, at their first resume: Lua hooks are per coroutine).
 local prepare, comm_event = K.prepare, K.comm_event
+local pause_next = false
+function D.pause_next() pause_next = true end
 function K.prepare(...)
-  mode = nil -- a step that outlived its cell does not stop the next one
+  -- a step that outlived its cell does not stop the next one; a pause sent before it did
+  mode = pause_next and "pause" or nil
+  pause_next = false
   local status, co = prepare(...)
   if active and status == "ready" then arm(co) end
   return status, co
