@@ -20,7 +20,9 @@ One Trio nursery holds a task per channel:
   routes each request by the subshell its header names: requests of one subshell run in
   order, those of different subshells concurrently. A request for a subshell that does not
   exist is answered at once with an error reply (between its busy and idle), the kernel
-  untouched. Comm messages go to the comm worker whatever their subshell, as before.
+  untouched. Comm messages go to the comm worker whatever their subshell, as before. A
+  ``kernel_info_request`` on the main shell is answered at once while a shell is busy (a
+  new client asks it first, e.g. JupyterLab's subshell console before creating its subshell).
 * the **control reader** runs control requests one at a time, even while the shell worker
   is busy: interrupt, shutdown and kernel_info always answer. ``debug_request`` goes to the
   **debug worker**, which answers them in order: a debugger busy with its runtime (a cell
@@ -397,6 +399,13 @@ class KernelServer:
             self._comm_send.send_nowait(req)
             return
         subshell_id = self.protocol.subshell_id(req)
+        if subshell_id is None and req.msg_type == "kernel_info_request" and self.subshells_busy:
+            # JupyterLab's subshell console asks for kernel_info on the main shell before it
+            # creates its subshell: answered at once, not after a running cell (it reads
+            # nothing a cell changes), or the console could not start until the cell ends.
+            assert self._nursery is not None
+            self._nursery.start_soon(self.handlers.handle, req)
+            return
         if subshell_id is None:
             queue = self._shell_send
         elif (found := self._subshells.get(subshell_id)) is not None:
@@ -406,6 +415,11 @@ class KernelServer:
             return
         self._shell_pending += 1
         queue.send_nowait((self._last_comm_seq, req))
+
+    @property
+    def subshells_busy(self) -> bool:
+        """The kernel claims subshells and a shell request is queued or running."""
+        return self.protocol.subshells and self._shell_pending > 0
 
     def _refuse(self, req: Request) -> None:
         """Answer a request for a subshell that does not exist: busy, an error reply, idle."""

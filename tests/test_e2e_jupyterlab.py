@@ -9,7 +9,9 @@ until interrupted, restarts the kernel from the toolbar and runs a cell again, a
 what the page shows. Screenshots of every step go to ``artifacts/e2e-jupyterlab/``.
 
 Another kernel is one more ``Scenario`` with its own cell sources; the Lua kernel
-(``kernels/lua``, kernelspec ``lua54``) is one.
+(``kernels/lua``, kernelspec ``lua54``) is one. On a Lua notebook whose cell runs a long loop,
+"New Subshell Console for Notebook" opens a console that reads the loop's progress while the
+cell still runs (kernel subshells, JEP 91).
 """
 
 from __future__ import annotations
@@ -454,3 +456,101 @@ def test_jupyterlab_notebook(page: Page, lab: Lab, scenario: Scenario) -> None:
     assert count == 1
     expect(cell.locator(".jp-OutputArea")).to_contain_text(scenario.printed)
     nb.screenshot("after-restart")
+
+
+# -- kernel subshells: a subshell console beside a running Lua cell (issue 13) -------------------
+#
+# JupyterLab 4.4+ offers "New Subshell Console for Notebook" (command
+# notebook:create-subshell-console) for a kernel whose kernel_info claims "kernel subshells"; the
+# console's cells run in a subshell of the notebook's kernel. The Lua kernel runs them at a hook
+# point of the running cell (kernels/lua/kernelsdk_lua/_state.py). Screenshots:
+# lua54-subshell-*.png.
+
+SUBSHELL_LOOP = (
+    "progress, stop_loop = 0, false "
+    "while not stop_loop do progress = progress + 1 "
+    'if progress % 2000000 == 0 then print("at " .. progress) end end '
+    "return progress"
+)
+
+
+def printed_progress(cell: Locator) -> int:
+    """The last progress the notebook cell printed (0 before its first line)."""
+    found = re.findall(r"at (\d+)", cell.locator(".jp-OutputArea").inner_text())
+    return int(found[-1]) if found else 0
+
+
+def wait_progress_beyond(page: Page, cell: Locator, floor: int) -> int:
+    deadline = KERNEL_TIMEOUT
+    step = 100
+    while True:
+        now = printed_progress(cell)
+        if now > floor:
+            return now
+        deadline -= step
+        assert deadline > 0, f"the loop printed nothing beyond {floor}"
+        page.wait_for_timeout(step)
+
+
+def console_run(page: Page, console: Locator, source: str) -> Locator:
+    """Type ``source`` into the console's prompt, run it (Shift+Enter); its executed cell."""
+    executed = console.locator(".jp-CodeConsole-content .jp-Cell")
+    before = executed.count()
+    editor = console.locator(".jp-CodeConsole-promptCell .cm-content")
+    editor.click()
+    page.keyboard.insert_text(source)
+    page.keyboard.press("Shift+Enter")
+    expect(executed).to_have_count(before + 1, timeout=KERNEL_TIMEOUT)
+    cell = executed.nth(before)
+    prompt = cell.locator(".jp-InputArea-prompt")
+    expect(prompt).to_have_text(re.compile(r"^\s*\[\d+\]:\s*$"), timeout=KERNEL_TIMEOUT)
+    return cell
+
+
+def test_a_subshell_console_reads_a_running_lua_loop(page: Page, lab: Lab) -> None:
+    (scenario,) = [s for s in SCENARIOS if s.kernel == "lua54"]
+    nb = open_new_notebook(page, lab, scenario)
+    nb.shots = "lua54-subshell"
+    for old in ARTIFACTS.glob("lua54-subshell-[0-9][0-9]-*.png"):
+        old.unlink()
+    cell = nb.type_cell(SUBSHELL_LOOP)
+    floor = wait_progress_beyond(page, cell, 0)
+    nb.screenshot("loop-running")
+
+    # The command JupyterLab shows only for a kernel that claims subshells, from the palette.
+    page.keyboard.press("Control+Shift+c")
+    palette = page.locator(".lm-CommandPalette")
+    expect(palette).to_be_visible()
+    palette.locator("input").fill("New Subshell Console for Notebook")
+    item = palette.locator(
+        '.lm-CommandPalette-item[data-command="notebook:create-subshell-console"]'
+    )
+    expect(item).to_have_count(1)
+    item.click()
+    console = page.locator(".jp-ConsolePanel:not(.lm-mod-hidden)")
+    expect(console).to_have_count(1, timeout=KERNEL_TIMEOUT)
+    nb.screenshot("subshell-console")
+
+    seen: list[int] = []
+    for _ in range(3):
+        read = console_run(page, console, "progress")
+        value = int(read.locator(".jp-OutputArea-output").last.inner_text().strip())
+        assert value >= floor
+        seen.append(value)
+        floor = wait_progress_beyond(page, cell, value)  # the loop went on meanwhile
+    nb.screenshot("progress-read")
+    assert seen == sorted(seen) and len(set(seen)) == 3, seen
+    # The console's cells are counted in the subshell: 1, 2, 3, whatever the notebook's.
+    prompts = console.locator(".jp-CodeConsole-content .jp-Cell .jp-InputArea-prompt")
+    shown = [p.strip() for p in prompts.all_inner_texts() if p.strip()]  # not the banner
+    assert shown == ["[1]:", "[2]:", "[3]:"]
+    # The notebook cell is still running: its prompt shows [*].
+    expect(cell.locator(".jp-InputArea-prompt")).to_have_text(re.compile(r"\[\*\]"))
+
+    console_run(page, console, "stop_loop = true")
+    count = nb.wait_done(cell)
+    assert count == 1
+    result = int(cell.locator(".jp-OutputArea-executeResult .jp-OutputArea-output").inner_text())
+    assert result > seen[-1]
+    nb.wait_kernel_idle()
+    nb.screenshot("loop-stopped")

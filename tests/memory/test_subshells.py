@@ -140,6 +140,28 @@ async def test_subshells_run_concurrently_with_the_main_shell_and_each_other() -
     assert kernel.log.index(("end", "wait a")) < kernel.log.index(("end", "wait main"))
 
 
+async def test_kernel_info_on_the_main_shell_is_answered_while_it_is_busy() -> None:
+    """JupyterLab's subshell console asks kernel_info on the main shell before creating its
+    subshell: a busy main shell must not hold it up."""
+    kernel = Gates()
+    async with open_test_kernel(kernel) as client:
+        main = client.send("execute_request", {"code": "wait g"})
+        await started(client, main)
+        info = await client.request("kernel_info_request")
+        assert "kernel subshells" in info.reply.content["supported_features"]
+        a = await client.create_subshell()
+        await client.execute("open g", subshell_id=a)
+        assert (await client.collect(main)).reply.content["status"] == "ok"
+    # Without subshells the main shell keeps its order: kernel_info waits for the cell.
+    serial = SerialGates()
+    async with open_test_kernel(serial) as client:
+        main = client.send("execute_request", {"code": "print first"})
+        info_id = client.send("kernel_info_request", {})
+        first = await client.collect(main)
+        info = await client.collect(info_id)
+        assert first.iopub[-1].header.date <= info.iopub[0].header.date
+
+
 async def test_requests_of_one_subshell_run_in_order() -> None:
     kernel = Gates()
     async with open_test_kernel(kernel) as client:
