@@ -92,12 +92,40 @@ local function depth_from(level)
   end
 end
 
-local function wants_lines(info)
-  return mode ~= nil or (info ~= nil and info.what ~= "C" and lines_of(info.source) ~= false)
-end
+-- Per coroutine (weak keys; MAIN stands for 5.1's main thread, where running() is nil):
+-- whether its "line" events are on, and the breakpoints of the function it runs now (false:
+-- none; nil: not known yet). Kept so that a call costs no debug.sethook when nothing
+-- changes, and a line no debug.getinfo unless it has a breakpoint or a step is on.
+local MAIN = {}
+local masks = setmetatable({}, { __mode = "k" })
+local currents = setmetatable({}, { __mode = "k" })
 
 local function set_mask(co, lines)
   if co then sethook(co, hook, lines and "crl" or "cr") else sethook(hook, lines and "crl" or "cr") end
+  masks[co or running() or MAIN] = lines
+end
+
+-- The breakpoints of each function seen (weak keys; false: none), so that a call asks
+-- debug.getinfo only for the function ("f"), not for its source ("S" formats a name).
+local func_lines = setmetatable({}, { __mode = "k" })
+
+-- A "call" or "return" event: the function at `level` (seen from the hook) runs from now on.
+local function entered(level)
+  local key = running() or MAIN
+  local info = getinfo(level + 1, "f")
+  local lines = false
+  if info then
+    local func = info.func
+    lines = func_lines[func]
+    if lines == nil then
+      local s = getinfo(func, "S")
+      lines = s.what ~= "C" and lines_of(s.source) or false
+      func_lines[func] = lines
+    end
+  end
+  currents[key] = lines
+  local want = mode ~= nil or lines ~= false
+  if masks[key] ~= want then set_mask(nil, want) end
 end
 
 local function needs_hook() return active and (mode ~= nil or any_breakpoint()) end
@@ -179,20 +207,26 @@ end
 
 hook = function(event, line)
   if event == "line" then
-    local info = getinfo(2, "S")
-    local lines = lines_of(info.source)
+    local key = running() or MAIN
+    local lines = currents[key]
+    if lines == nil then -- armed in the middle of a function
+      lines = lines_of(getinfo(2, "S").source)
+      currents[key] = lines
+    end
     local bp = lines and lines[line]
     if bp and breakpoint_says_stop(bp, 2) then return stop("breakpoint") end
-    if mode == nil or not is_user(info) then return end
+    if mode == nil then return end
+    local info = getinfo(2, "S")
+    if not is_user(info) then return end
     if mode == "stepIn" or mode == "pause" then return stop(mode == "pause" and "pause" or "step") end
     local depth = depth_from(2)
     if (mode == "next" and depth <= step_depth) or (mode == "stepOut" and depth < step_depth) then
       return stop("step")
     end
   elseif event == "return" then
-    set_mask(nil, wants_lines(getinfo(3, "S")))
+    entered(3)
   elseif event ~= "count" then -- "call", "tail call" (5.2+), "tail return" (5.1)
-    set_mask(nil, wants_lines(getinfo(2, "S")))
+    entered(2)
   end
 end
 
@@ -221,6 +255,8 @@ function D.configure(config)
   if config.break_on_error ~= nil then break_on_error = config.break_on_error end
   if not active then mode = nil end
   by_source = {}
+  currents = setmetatable({}, { __mode = "k" })
+  func_lines = setmetatable({}, { __mode = "k" })
   K.on_error = (active and break_on_error) and D.on_error or nil
   return "ok"
 end
