@@ -21,7 +21,14 @@ from typing import Any
 import pytest
 import trio
 from conftest import JupyterEnv, KernelPair, start_kernel_pair, stop_kernel_pair
-from kernelsdk_lua import Lua51Kernel, LuaKernel, LuaNotFoundError
+from kernelsdk_lua import (
+    Lua51Kernel,
+    Lua52Kernel,
+    Lua53Kernel,
+    Lua55Kernel,
+    LuaKernel,
+    LuaNotFoundError,
+)
 from test_integration import stdout_of
 from test_subshells import collect_all, control, create, execute, replies, run
 
@@ -231,8 +238,9 @@ async def printed(client: TestClient, msg_id: str, text: str) -> None:
 async def with_a_loop(
     client: TestClient, loop: str, body: Callable[[str], Awaitable[None]]
 ) -> RequestResult:
-    """Run ``loop`` (which prints "looping" and runs until ``stop_loop``) on the main shell,
-    ``body(subshell)`` while it runs, then stop it; returns the loop's result."""
+    """Run ``loop`` (which prints "looping" once ``n`` is 1000 and runs until ``stop_loop``)
+    on the main shell, ``body(subshell)`` while it runs, then stop it; returns the loop's
+    result."""
     a = await client.create_subshell()
     main = client.send("execute_request", {"code": loop})
     await printed(client, main, "looping")
@@ -251,8 +259,7 @@ async def read(client: TestClient, code: str, subshell: str, **options: Any) -> 
 
 PCALL_LOOP = """
 stop_loop, n = false, 0
-print("looping")
-pcall(function() while not stop_loop do n = n + 1 end end)
+pcall(function() while not stop_loop do n = n + 1 if n == 1000 then print("looping") end end end)
 return n
 """
 
@@ -264,16 +271,36 @@ async def test_lua51_loop_inside_pcall_cannot_yield_and_still_lets_a_subshell_in
     """On 5.1 a coroutine cannot yield across pcall: the subshell runs inside the hook."""
 
     async def body(a: str) -> None:
-        assert await read(client, "return n > 0", a) == "true"
+        assert await read(client, "return n >= 1000", a) == "true"
 
     await with_a_loop(client, PCALL_LOOP, body)
 
 
+@pytest.mark.parametrize(
+    "kernel_class",
+    [Lua51Kernel, Lua52Kernel, Lua53Kernel, LuaKernel, Lua55Kernel],
+    ids=["5.1", "5.2", "5.3", "5.4", "5.5"],
+)
+def test_every_lua_version_lets_a_subshell_read_a_running_loop(
+    kernel_class: type[LuaKernel],
+) -> None:
+    async def test(client: TestClient) -> None:
+        async def body(a: str) -> None:
+            assert int(await read(client, "return n", a) or 0) >= 1000
+
+        result = await with_a_loop(client, SIMPLE_LOOP, body)
+        assert int(result_text(result) or 0) > 0
+
+    run_in_memory(test, kernel_class)
+
+
 SORT_LOOP = """
 stop_loop, n = false, 0
-print("looping")
 local t = {3, 1, 2}
-table.sort(t, function(x, y) while not stop_loop do n = n + 1 end return x < y end)
+table.sort(t, function(x, y)
+  while not stop_loop do n = n + 1 if n == 1000 then print("looping") end end
+  return x < y
+end)
 return n
 """
 
@@ -281,7 +308,7 @@ return n
 @lua_test()
 async def test_a_loop_inside_a_c_function_lets_a_subshell_in(client: TestClient) -> None:
     async def body(a: str) -> None:
-        assert await read(client, "return n > 0", a) == "true"
+        assert await read(client, "return n >= 1000", a) == "true"
 
     await with_a_loop(client, SORT_LOOP, body)
 
@@ -289,8 +316,7 @@ async def test_a_loop_inside_a_c_function_lets_a_subshell_in(client: TestClient)
 COROUTINE_LOOP = """
 stop_loop, n = false, 0
 local gen = coroutine.wrap(function()
-  print("looping")
-  while not stop_loop do n = n + 1 end
+  while not stop_loop do n = n + 1 if n == 1000 then print("looping") end end
   coroutine.yield(n)
 end)
 return gen()
@@ -303,16 +329,18 @@ async def test_a_loop_inside_a_coroutine_of_the_cell_lets_a_subshell_in(
 ) -> None:
     async def body(a: str) -> None:
         # The subshell's own coroutines do not disturb the main cell's.
-        code = "local co = coroutine.wrap(function() coroutine.yield(n > 0) end) return co()"
+        code = "local co = coroutine.wrap(function() coroutine.yield(n >= 1000) end) return co()"
         assert await read(client, code, a) == "true"
 
     result = await with_a_loop(client, COROUTINE_LOOP, body)
     assert int(result_text(result) or 0) > 0
 
 
-SIMPLE_LOOP = (
-    'stop_loop, n = false, 0\nprint("looping")\nwhile not stop_loop do n = n + 1 end\nreturn n'
-)
+SIMPLE_LOOP = """
+stop_loop, n = false, 0
+while not stop_loop do n = n + 1 if n == 1000 then print("looping") end end
+return n
+"""
 
 
 @lua_test()
@@ -362,7 +390,7 @@ def test_a_subshell_cell_that_runs_out_of_memory_leaves_the_main_cell_running(
             code = "local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 64) .. i end"
             result = await client.execute(code, subshell_id=a)
             assert result.reply.content["ename"] == "MemoryError", result.reply.content
-            assert await read(client, "return n > 0", a) == "true"
+            assert await read(client, "return n >= 1000", a) == "true"
 
         result = await with_a_loop(client, SIMPLE_LOOP, body)
         assert int(result_text(result) or 0) > 0
