@@ -25,12 +25,13 @@ import trio
 T = TypeVar("T")
 
 
-def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> None:
-    """Raise ``exc`` in thread ``thread_id`` at its next bytecode; None withdraws one not yet
-    raised."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else None
-    )
+def _raise_in(thread_id: int, exc: type[BaseException]) -> None:
+    """Raise ``exc`` in thread ``thread_id`` at its next bytecode."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc))
+
+
+def _nothing() -> None:
+    """A Python call: entering it is where CPython raises a pending asynchronous exception."""
 
 
 class _Running:
@@ -57,10 +58,10 @@ class InterruptibleCalls:
         Why no interrupt ever escapes: :meth:`interrupt` raises the asynchronous exception
         only while this thread is registered, checked under the lock, and at most once per
         call. The registration opens under the lock just before ``fn`` and closes under the
-        lock just after, withdrawing an exception not yet delivered; so the one exception
-        lands in ``fn`` (its outcome), or in the few instructions around it, where the
-        ``except`` clauses catch it. Landing while the window closes, it is caught there and
-        the closing is done again.
+        lock just after, where an exception sent but not yet raised is made to land; so the
+        one exception lands in ``fn`` (its outcome), or in the few instructions around it,
+        where the ``except`` clauses catch it. Landing while the window closes, it is caught
+        there and the closing is done again.
         """
         ident = threading.get_ident()
         result: outcome.Outcome[T] | None = None
@@ -78,13 +79,21 @@ class InterruptibleCalls:
         return result
 
     def _close(self, ident: int) -> None:
+        # Never ``PyThreadState_SetAsyncExc(ident, NULL)`` to withdraw an exception: CPython
+        # 3.11 then leaves the interpreter's "asynchronous exception pending" flag set with no
+        # exception to raise, and every thread runs its eval-breaker checks for ever (under a
+        # tracer such as coverage's, a thread made no progress at all). An exception sent
+        # during the call and not yet raised is raised here instead, on this thread, and
+        # caught below or by the caller's ``except``.
         while True:
             try:
                 with self._lock:
-                    self._running.pop(ident, None)
-                    _set_async_exc(ident, None)
+                    running = self._running.pop(ident, None)
+                if running is not None and running.interrupted:
+                    for _ in range(3):
+                        _nothing()
                 return
-            except KeyboardInterrupt:  # the call's own interrupt, delivered just now
+            except KeyboardInterrupt:  # the call's own interrupt, raised just now
                 continue
 
     def interrupt(self) -> None:
@@ -95,7 +104,7 @@ class InterruptibleCalls:
             for ident, running in self._running.items():
                 if ident != me and not running.interrupted:
                     running.interrupted = True
-                    _set_async_exc(ident, KeyboardInterrupt)
+                    _raise_in(ident, KeyboardInterrupt)
 
     def running_here(self) -> bool:
         """The calling thread is inside :meth:`call`."""

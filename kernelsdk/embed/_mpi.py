@@ -46,7 +46,6 @@ from __future__ import annotations
 import array
 import collections
 import contextlib
-import ctypes
 import logging
 import threading
 import time
@@ -65,6 +64,7 @@ from ..mpi._root import OutputMode, RootKernel
 from ..mpi._wire import Nudge
 from ..mpi._worker import serve_worker
 from ._files import remove_connection_file, validate_name, write_connection_file
+from ._interruptible import InterruptibleCalls
 
 if TYPE_CHECKING:
     from mpi4py import MPI
@@ -90,14 +90,6 @@ class HostStopped(KernelSDKError):
 # -- the host thread's work ------------------------------------------------------------------
 
 
-def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> None:
-    """Raise ``exc`` in thread ``thread_id`` at its next Python instruction (None: cancel one
-    not yet raised). The only way to stop Python code running on a thread we do not own."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else None
-    )
-
-
 @attrs.define(eq=False)
 class _Job:
     """One call of ``run_blocking``: made on the kernel thread, run on the host thread."""
@@ -107,7 +99,6 @@ class _Job:
     done: trio.Event
     result: outcome.Outcome[Any] | None = None
     thread: int | None = None  # the host thread, while it runs the job
-    interrupted: bool = False
 
 
 @attrs.define(eq=False)
@@ -151,6 +142,8 @@ class CollectiveSafePoints:
         self._current: _Cell | None = None  # claimed and not ended
         self._jobs: collections.deque[_Job] = collections.deque()
         self._running: _Job | None = None
+        #: The jobs' calls on the host thread, which an interrupt stops there.
+        self.calls = InterruptibleCalls()
         self._registered = 0  # cells that have reached this executor
         self._claimed = 0  # cells this rank's host has claimed
         self._count = array.array("q", [0])  # the poll's broadcast: rank 0's claimed count
@@ -221,7 +214,7 @@ class CollectiveSafePoints:
                 if job.thread is None and job.result is None:
                     self._jobs.remove(job)  # not started: it never will
                     raise
-                self._interrupt_job(job)
+            self.calls.interrupt()
             with trio.CancelScope(shield=True):
                 await job.done.wait()
             raise
@@ -234,15 +227,8 @@ class CollectiveSafePoints:
         return result
 
     def interrupt(self) -> None:
-        with self._lock:
-            if self._running is not None:
-                self._interrupt_job(self._running)
-
-    def _interrupt_job(self, job: _Job) -> None:
-        """Under the lock: raise KeyboardInterrupt in the host thread running ``job``."""
-        if job.thread is not None and not job.interrupted:
-            job.interrupted = True
-            _set_async_exc(job.thread, KeyboardInterrupt)
+        """Raise KeyboardInterrupt in the host thread while it runs a job of ours."""
+        self.calls.interrupt()
 
     # -- the host thread's side --------------------------------------------------------------
 
@@ -311,22 +297,14 @@ class CollectiveSafePoints:
                 job = self._jobs.popleft()
                 job.thread = me
                 self._running = job
-            self._run(job, me)
+            self._run(job)
 
-    def _run(self, job: _Job, me: int) -> None:
-        try:
-            try:
-                job.result = outcome.capture(job.fn, *job.args)
-            finally:
-                with self._lock:
-                    self._running = None
-                    job.thread = None
-                    if job.interrupted:
-                        _set_async_exc(me, None)  # not raised yet: the job is over anyway
-        except KeyboardInterrupt:
-            # Raised after the job returned, before the lock was taken: it is over anyway.
-            if job.result is None:
-                job.result = outcome.Error(KeyboardInterrupt())
+    def _run(self, job: _Job) -> None:
+        # Never raises: the job's exception, an interrupt included, is its outcome.
+        job.result = self.calls.call(job.fn, *job.args)
+        with self._lock:
+            self._running = None
+            job.thread = None
         self._wake(job.done.set)
 
     def _wake(self, fn: Callable[[], object]) -> None:
