@@ -19,7 +19,7 @@ mpi4py.rc.thread_level = "multiple"
 from mpi4py import MPI  # noqa: E402
 
 from kernelsdk import BaseKernel, ExecuteContext  # noqa: E402
-from kernelsdk.embed._mpi import start_mpi_kernel  # noqa: E402
+from kernelsdk.embed import start_mpi_kernel  # noqa: E402
 
 
 class CellKernel(BaseKernel):

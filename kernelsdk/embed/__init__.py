@@ -5,6 +5,8 @@
   host's own thread, only inside :meth:`EmbeddedKernel.poll` (a time-step loop's safe point).
 * :func:`start_kernel_async` (asyncio) and :func:`start_guest_kernel` (Qt, any loop) run the
   kernel on the host's event loop instead, as a Trio guest.
+* :func:`start_mpi_kernel`: one kernel across every rank of an MPI program, cells run on
+  every rank at the same safe point (a collective poll).
 * :class:`PythonKernel`: the kernel whose cells are Python, run in the host's process, with
   the host's data in its namespace.
 
@@ -20,6 +22,7 @@ if _typing.TYPE_CHECKING:
     from ._guest import InlineExecutor as InlineExecutor
     from ._guest import start_guest_kernel as start_guest_kernel
     from ._guest import start_kernel_async as start_kernel_async
+    from ._mpi import start_mpi_kernel as start_mpi_kernel
     from ._python import PythonKernel as PythonKernel
     from ._python import mime_bundle as mime_bundle
     from ._safepoints import HostStoppedError as HostStoppedError
@@ -39,6 +42,7 @@ _LAZY: dict[str, str] = {
     "start_guest_kernel": "._guest",
     "start_kernel": "._thread",
     "start_kernel_async": "._guest",
+    "start_mpi_kernel": "._mpi",
 }
 
 if not _typing.TYPE_CHECKING:  # a module __getattr__ would make every misspelt name Any to mypy
@@ -69,4 +73,5 @@ __all__ = [
     "start_guest_kernel",
     "start_kernel",
     "start_kernel_async",
+    "start_mpi_kernel",
 ]
