@@ -221,6 +221,7 @@ def test_probe_passes_everything_it_supports(
     allowed |= {"sigint_idle"} if name.endswith("-msg") else set()
     # The plain probe claims no subshells; SubshellProbeKernel passes those checks (below).
     allowed |= set(SUBSHELL_CHECKS)
+    allowed |= set(DEBUGGER_CHECKS)  # nor a debugger (the Lua kernel's is checked below)
     assert skipped <= allowed, _explain(results)
 
 
@@ -611,3 +612,62 @@ def test_echo_passes_the_subshell_checks_it_can_run(specs: JupyterEnv) -> None:
         "subshell_concurrency": "skip",
         "subshell_interrupt": "skip",
     }, _explain(results)
+
+
+# -- the debugger (tests/faulty_kernels_debugger.py) ----------------------------------------
+
+DEBUGGER_CHECKS = ("debugger_info", "debugger_session", "debugger_breakpoint")
+
+#: fault -> (the debugger checks that must fail, what the first one's verdict must say)
+DEBUGGER_FAULTS: dict[str, tuple[set[str], str]] = {
+    "silent_debugger": (set(DEBUGGER_CHECKS), "got no debug_reply"),
+    "wedged_by_initialize": ({"debugger_session", "debugger_breakpoint"}, "a cell got no reply"),
+    "wrong_cell_file": ({"debugger_session"}, "JupyterLab looks for"),
+    "breakpoints_ignored": ({"debugger_breakpoint"}, "no stopped debug_event"),
+}
+
+
+@pytest.fixture(scope="module")
+def debugger_results(specs: JupyterEnv) -> dict[str, list[Result]]:
+    """The debugger checks against each faulty Lua debugger, and one whose kernelspec lacks
+    ``metadata.debugger``, concurrently."""
+    from kernelsdk_conformance.profiles import LuaProfile
+
+    cls = "faulty_kernels_debugger:FaultyDebuggerKernel"
+    metadata = {"metadata": {"debugger": True}}
+    for fault in DEBUGGER_FAULTS:
+        spec = {**_spec(f"debugger-{fault}", cls, {"KSDK_FAULT": fault}), **metadata}
+        _write_spec(specs.kernels_dir, f"debugger-{fault}", spec)
+    _write_spec(specs.kernels_dir, "debugger-no-metadata", _spec("debugger-no-metadata", cls, {}))
+    names = [*(f"debugger-{f}" for f in DEBUGGER_FAULTS), "debugger-no-metadata"]
+
+    def one(name: str) -> list[Result]:
+        return run(name, LuaProfile(), checks=DEBUGGER_CHECKS, options=FAST)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        return dict(zip(names, pool.map(one, names), strict=True))
+
+
+@pytest.mark.timeout(FAULT_RUN_TIMEOUT)
+@pytest.mark.parametrize("fault", sorted(DEBUGGER_FAULTS))
+def test_debugger_fault_is_caught_by_its_check(
+    debugger_results: dict[str, list[Result]], fault: str
+) -> None:
+    results = debugger_results[f"debugger-{fault}"]
+    must_fail, verdict = DEBUGGER_FAULTS[fault]
+    failed = {r.name for r in results if r.status in ("fail", "error")}
+    assert failed == must_fail, _explain(results)
+    assert any(verdict in r.message for r in results if r.name in must_fail), _explain(results)
+
+
+@pytest.mark.timeout(FAULT_RUN_TIMEOUT)
+def test_a_debugger_jupyterlab_would_not_offer_is_reported(
+    debugger_results: dict[str, list[Result]],
+) -> None:
+    results = debugger_results["debugger-no-metadata"]
+    assert _statuses(results) == {
+        "debugger_info": "fail",
+        "debugger_session": "pass",
+        "debugger_breakpoint": "pass",
+    }, _explain(results)
+    assert "metadata.debugger is not true" in results[0].message, _explain(results)

@@ -68,6 +68,9 @@ class Profile:
     #: comms answer every comm_msg with at least one comm_msg
     comm_target: ClassVar[str | None] = None
     code_comm_setup: ClassVar[str | None] = None
+    #: a cell of at least two lines whose second line runs (a debugger's breakpoint goes
+    #: there; lines count from 1)
+    code_debug: ClassVar[str | None] = None
     #: seconds a sleep/spin sample runs in the checks that need a busy kernel
     busy_seconds: ClassVar[float] = 3.0
 
@@ -100,6 +103,7 @@ class Python3Profile(Profile):
     code_hello_world = "print('hello, world')"
     code_stderr = "import sys; print('oops', file=sys.stderr)"
     code_generate_error = "raise ValueError('conformance')"
+    code_debug = "a = 1\nb = a + 1\n"
     code_sleep = "import time; time.sleep({seconds})"
     # The loop keeps the GIL throughout (no thread asks for it within the raised switch
     # interval), as a long C call does: a heartbeat that needs the GIL stalls meanwhile.
@@ -156,6 +160,7 @@ class LuaProfile(Profile):
     code_hello_world = "print('hello, world')"
     code_stderr = "io.stderr:write('oops\\n')"
     code_generate_error = "error('conformance')"
+    code_debug = "local a = 1\nlocal b = a + 1\n"
     # Plain Lua has no sleep: a CPU loop (the kernel interrupts any Lua loop).
     code_sleep = "local t = os.clock() + {seconds}\nwhile os.clock() < t do end"
     code_spin = "local t = os.clock() + {seconds}\nwhile os.clock() < t do end"

@@ -10,6 +10,8 @@
 * ``transport``: encryption (CurveZMQ, JEP 145).
 * ``subshells``: subshells, subshell_parents, subshell_unknown, subshell_order,
   subshell_concurrency, subshell_interrupt (JEP 91; skipped unless the kernel claims them).
+* ``debugger``: debugger_info, debugger_session, debugger_breakpoint (the debug protocol as
+  JupyterLab uses it; skipped unless the kernel claims a debugger).
 * ``_helpers``: what several areas share (``expect``, ``status_ok``, ``bracket``, ...).
 
 Each check returns a pass message, or raises ``Skip`` / ``Fail`` with a precise reason. Spec
@@ -23,7 +25,7 @@ whatever its place here. A new check goes into its area's module and into ``ORDE
 from __future__ import annotations
 
 from .._registry import CHECKS
-from . import iopub, lifecycle, robustness, shell, stdin_comms, subshells, transport
+from . import debugger, iopub, lifecycle, robustness, shell, stdin_comms, subshells, transport
 
 ORDER = (
     "kernel_info",
@@ -51,6 +53,9 @@ ORDER = (
     "subshell_order",
     "subshell_concurrency",
     "subshell_interrupt",
+    "debugger_info",
+    "debugger_session",
+    "debugger_breakpoint",
     "robustness",
     "iopub_welcome",
     "handshake",
@@ -62,7 +67,7 @@ ORDER = (
     "parent_death",
 )
 
-_MODULES = (iopub, lifecycle, robustness, shell, stdin_comms, subshells, transport)
+_MODULES = (debugger, iopub, lifecycle, robustness, shell, stdin_comms, subshells, transport)
 
 
 def _arrange() -> None:
