@@ -554,3 +554,89 @@ def test_a_subshell_console_reads_a_running_lua_loop(page: Page, lab: Lab) -> No
     assert result > seen[-1]
     nb.wait_kernel_idle()
     nb.screenshot("loop-stopped")
+
+
+# -- the debugger: a breakpoint in a Lua function, stepped through (issue 14) --------------------
+#
+# The notebook toolbar's bug button starts JupyterLab's debugger for a kernel whose kernelspec
+# says metadata.debugger (the Lua kernel's does); a click in the breakpoint gutter of a cell
+# line sets a breakpoint there (JupyterLab dumps the cell and sends setBreakpoints with its
+# file); running the cell stops it, the Callstack and Variables panels show the stopped
+# frame, Next steps a line, Continue lets the cell finish. Screenshots: lua54-debugger-*.png.
+
+DEBUG_CELL = """\
+local function double(a)
+  local b = a * 2
+  local c = b + 1
+  return c
+end
+print("answer", double(20))"""
+
+
+def set_breakpoint(page: Page, cell: Locator, line: int) -> None:
+    """Click the breakpoint gutter beside ``line`` of ``cell``'s editor."""
+    number = cell.locator(".cm-lineNumbers .cm-gutterElement").filter(
+        has_text=re.compile(rf"^{line}$")
+    )
+    gutter = cell.locator(".cm-gutter.cm-breakpoint-gutter")
+    expect(gutter).to_be_visible()
+    row, column = number.bounding_box(), gutter.bounding_box()
+    assert row is not None and column is not None
+    page.mouse.click(column["x"] + column["width"] / 2, row["y"] + row["height"] / 2)
+    expect(cell.locator(".cm-breakpoint-icon")).to_have_count(1)
+
+
+def variable_shown(page: Page, name: str, value: str) -> Locator:
+    """The Variables panel's row of ``name`` once it shows ``value``."""
+    row = page.locator(".jp-DebuggerVariables .jp-TreeItem, .jp-DebuggerVariables li").filter(
+        has=page.locator(".jp-DebuggerVariables-name", has_text=re.compile(rf"^{name}$"))
+    )
+    expect(row.first).to_contain_text(value, timeout=KERNEL_TIMEOUT)
+    return row.first
+
+
+def test_lua_debugger_stops_at_a_breakpoint_and_steps(page: Page, lab: Lab) -> None:
+    (scenario,) = [s for s in SCENARIOS if s.kernel == "lua54"]
+    nb = open_new_notebook(page, lab, scenario)
+    nb.shots = "lua54-debugger"
+    for old in ARTIFACTS.glob("lua54-debugger-[0-9][0-9]-*.png"):
+        old.unlink()
+    cell = nb.cells.nth(0)  # Shift+Enter appends another below it
+    editor = cell.locator(".cm-content")
+    editor.click()
+    page.keyboard.insert_text(DEBUG_CELL)
+
+    bug = nb.panel.locator(".jp-DebuggerBugButton button, button.jp-DebuggerBugButton").first
+    expect(bug).to_be_enabled(timeout=KERNEL_TIMEOUT)
+    bug.click()
+    expect(bug).to_have_attribute("aria-pressed", "true", timeout=KERNEL_TIMEOUT)
+    sidebar = page.locator(".jp-DebuggerSidebar")
+    if not sidebar.is_visible():
+        page.locator('.jp-SideBar .lm-TabBar-tab[data-id="jp-debugger-sidebar"]').click()
+    expect(sidebar).to_be_visible()
+    set_breakpoint(page, cell, 2)
+    nb.screenshot("breakpoint-set")
+
+    editor.click()
+    page.keyboard.press("Shift+Enter")
+    # Stopped on line 2, inside the function: the frame, its line highlighted, its local.
+    frames = page.locator(".jp-DebuggerCallstackFrame")
+    expect(frames.first).to_contain_text("double", timeout=KERNEL_TIMEOUT)
+    expect(cell.locator(".jp-DebuggerEditor-highlight")).to_have_count(1)
+    expect(cell.locator(".jp-DebuggerEditor-highlight")).to_contain_text("local b = a * 2")
+    variable_shown(page, "a", "20")
+    expect(cell.locator(".jp-InputArea-prompt")).to_have_text(re.compile(r"\[\*\]"))
+    nb.screenshot("stopped")
+
+    page.locator(".jp-DebuggerSidebar [data-command='debugger:next']").first.click()
+    expect(cell.locator(".jp-DebuggerEditor-highlight")).to_contain_text(
+        "local c = b + 1", timeout=KERNEL_TIMEOUT
+    )
+    variable_shown(page, "b", "40")
+    nb.screenshot("stepped")
+
+    page.locator(".jp-DebuggerSidebar [data-command='debugger:continue']").first.click()
+    nb.wait_done(cell)
+    expect(cell.locator(".jp-OutputArea")).to_contain_text("answer\t41", timeout=KERNEL_TIMEOUT)
+    expect(frames).to_have_count(0)
+    nb.screenshot("finished")

@@ -191,7 +191,7 @@ def test_a_breakpoint_in_a_function_stops_and_steps(dap: Dap) -> None:
         ("cell In[1]", 11, path),
     ]
     local = dap.scope(frames[0]["id"], "Locals")
-    assert local["a"]["value"] == "20" and local["a"]["type"] == "integer"
+    assert local["a"]["value"] == "20" and local["a"]["type"] == "int"  # JupyterLab's name
     cell_locals = dap.scope(frames[1]["id"], "Locals")
     assert "offset" in cell_locals and cell_locals["offset"]["value"] == "100"
     globals_ = dap.scope(frames[0]["id"], "Globals")

@@ -291,10 +291,16 @@ local function new_ref(what)
   return #refs
 end
 
+-- The type a Variable says: JupyterLab's tree view shows the value only for the type names
+-- it knows, Python's (int, float, bool, str), and the type instead for any other.
+local JUPYTER_TYPES = { boolean = "bool", string = "str" }
 local function type_of(v)
   local tv = type(v)
-  if tv == "number" and math.type then return math.type(v) end
-  return tv
+  if tv == "number" then
+    if math.type then return math.type(v) == "integer" and "int" or "float" end
+    return v % 1 == 0 and "int" or "float"
+  end
+  return JUPYTER_TYPES[tv] or tv
 end
 
 local function short(v)
