@@ -380,3 +380,43 @@ def test_variable_explorer_when_nothing_is_stopped(dap: Dap) -> None:
     children = dap("variables", variablesReference=variables["nested"]["variablesReference"])
     assert [v["name"] for v in children["variables"]] == ["flag", "list"]
     assert dap("evaluate", expression="answer + 1")["result"] == "43"
+
+
+def test_a_subshell_runs_while_a_cell_is_stopped(dap: Dap) -> None:
+    """A subshell's cell (a console, a widget's comm handler) runs while the notebook's cell is
+    stopped at a breakpoint, and may stop too; the notebook's cell is then shown stopped again."""
+    kc = dap.kc
+    reply = dap.control("create_subshell_request")
+    subshell = reply["subshell_id"]
+    dap.start()
+    helper = "function helper(x)\n  return x * 10\nend\n"
+    assert dap.finish(dap.execute(helper))[0]["status"] == "ok"
+    code = "progress = 'before'\nprogress = 'after'\nprint(progress)\n"
+    path = dap("dumpCell", code=code)["sourcePath"]
+    dap("setBreakpoints", source={"path": path}, breakpoints=[{"line": 2}])
+    cell = dap.execute(code)
+    dap.event("stopped")
+
+    def in_subshell(source: str) -> str:
+        msg = kc.session.msg("execute_request", {"code": source, "silent": False})
+        msg["header"]["subshell_id"] = subshell
+        kc.shell_channel.send(msg)
+        return str(msg["header"]["msg_id"])
+
+    reply, printed = dap.finish(in_subshell("print(progress)"))
+    assert reply["status"] == "ok" and printed == "before\n"  # the stopped cell's state
+    # A breakpoint in the subshell's cell stops it in turn; continued, the notebook's cell is
+    # shown stopped again, on its own line.
+    helper_path = dap("dumpCell", code=helper)["sourcePath"]
+    dap("setBreakpoints", source={"path": helper_path}, breakpoints=[{"line": 2}])
+    nested = in_subshell("print(helper(4))")
+    dap.event("stopped")
+    assert dap.stopped_frames()[0]["name"] == "helper"
+    dap("continue", threadId=1)
+    reply, printed = dap.finish(nested)
+    assert reply["status"] == "ok" and printed == "40\n"
+    dap.event("stopped")
+    assert dap.stopped_frames()[0]["line"] == 2
+    dap("continue", threadId=1)
+    reply, printed = dap.finish(cell)
+    assert reply["status"] == "ok" and printed == "after\n"

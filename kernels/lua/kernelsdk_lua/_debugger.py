@@ -64,9 +64,10 @@ class _Command:
 class _Stopped:
     """A cell stopped in Lua's debug hook: the queue its worker thread waits on."""
 
-    def __init__(self, token: trio.lowlevel.TrioToken) -> None:
+    def __init__(self, token: trio.lowlevel.TrioToken, event: dict[str, Any]) -> None:
         self.commands: queue.SimpleQueue[_Command | str] = queue.SimpleQueue()
         self.token = token
+        self.event = event  # the body of its stopped event
         self.current: _Command | None = None  # the command Lua is answering
 
 
@@ -102,9 +103,17 @@ class LuaDebugger(Debugger):
         self._version = 1  # of the configuration; Lua has _applied
         self._applied = 0
         self._lock = threading.Lock()
-        self._stopped: _Stopped | None = None
+        # Stopped cells, innermost last: a call of another shell (a subshell's cell, a comm
+        # handler) may run while a cell is stopped, and stop too.
+        self._stops: list[_Stopped] = []
+        self._stop_count = 0
         self._token: trio.lowlevel.TrioToken | None = None
         self._globals: list[dict[str, Any]] = []  # last seen, for a busy kernel
+
+    @property
+    def _stopped(self) -> _Stopped | None:
+        """The innermost stopped cell: the one DAP's thread 1 is."""
+        return self._stops[-1] if self._stops else None
 
     # -- loading (the kernel's worker thread, or its constructor) -------------------------
 
@@ -189,7 +198,6 @@ class LuaDebugger(Debugger):
             if self._token is None:  # never started from a frontend: nothing can resume it
                 return 0
             event = json.loads(text.decode("utf-8", "replace"))
-            self._stopped = _Stopped(self._token)
             body: dict[str, Any] = {
                 "reason": event.get("reason", "breakpoint"),
                 "threadId": THREAD_ID,
@@ -198,6 +206,8 @@ class LuaDebugger(Debugger):
             if event.get("text"):
                 body["text"] = event["text"]
                 body["description"] = event["text"]
+            self._stops.append(_Stopped(self._token, body))
+            self._stop_count += 1
             # After what the cell printed before it stopped.
             out.run_sync(self.send_event, "stopped", body)
             return 0
@@ -205,9 +215,13 @@ class LuaDebugger(Debugger):
             stopped = self._stopped
             if stopped is None or out.interrupted:
                 return _INTERRUPT
-            item = stopped.commands.get()
+            while True:
+                if out.waiting:  # also one that came while this cell was stopping
+                    self._lend(stopped, out)
+                if (item := stopped.commands.get()) != "turn":
+                    break
             if isinstance(item, str):  # resume (a Lua table) or interrupt
-                self._stopped = None
+                self._stops.remove(stopped)
                 self.send_event("continued", {"threadId": THREAD_ID, "allThreadsContinued": True})
                 if item == "interrupt":
                     return _INTERRUPT
@@ -230,11 +244,26 @@ class LuaDebugger(Debugger):
             return lua.set_reply(self.sync_text())
         return 0
 
-    def release(self) -> None:
-        """End a stopped cell's wait: it stops with an interrupt (called on the Trio thread by
-        the kernel's interrupt, and when the kernel shuts down)."""
+    def _lend(self, stopped: _Stopped, out: NativeOutput) -> None:
+        """A call of another shell waits for the state: it runs now, from this stopped
+        cell's worker thread (see :meth:`LuaState.lend`). If it stopped too, the frontend
+        saw it continue: this cell is shown stopped again."""
+        before = self._stop_count
+        self.lua_kernel.lua.lend(out)  # returns at once if nothing waits any more
+        if self._stop_count != before and self._stopped is stopped:
+            self.send_event("stopped", stopped.event)
+
+    def wake(self) -> None:
+        """A call of another shell waits for the state (from its worker thread): a stopped
+        cell lends it (see :meth:`_lend`)."""
         stopped = self._stopped
         if stopped is not None:
+            stopped.commands.put("turn")
+
+    def release(self) -> None:
+        """End every stopped cell's wait: they stop with an interrupt (called on the Trio
+        thread by the kernel's interrupt)."""
+        for stopped in list(self._stops):
             stopped.commands.put("interrupt")
 
     # -- asking the stopped cell -----------------------------------------------------------
@@ -276,8 +305,7 @@ class LuaDebugger(Debugger):
         self.break_on_error = False
         self.pause_wanted = False
         self._changed()
-        stopped = self._stopped
-        if stopped is not None:
+        for stopped in list(self._stops):
             stopped.commands.put('{op = "resume", kind = "continue"}')
 
     async def set_breakpoints(

@@ -216,9 +216,7 @@ class LuaKernel(BaseKernel):
         # Calls interleave at hook points (kernel subshells), except under MPI, where every
         # rank must run the same calls in one order (RootKernel claims no subshells there).
         self.interleaves = world is None
-        self.runner = NativeRunner(
-            self._stop, preempt=self.lua.preempt if self.interleaves else None
-        )
+        self.runner = NativeRunner(self._stop, preempt=self._preempt if self.interleaves else None)
         self.mpi = Collectives(world.Dup() if world is not None else None)
         self.lua.call(f"K.mpi_setup({self.mpi.rank}, {self.mpi.size})")
         self.lua_debugger.load()  # sets no hook: free until a frontend debugs
@@ -232,6 +230,12 @@ class LuaKernel(BaseKernel):
         info["language_info"] = {**info["language_info"], "version": self.runtime_version}
         info["banner"] = self.runtime_banner
         return info
+
+    def _preempt(self) -> None:
+        # A call of another shell waits: the running cell pauses at its next instruction, or,
+        # stopped at a breakpoint, lends the state from its debugger's wait.
+        self.lua.preempt()
+        self.lua_debugger.wake()
 
     @property
     def lua_debugger(self) -> LuaDebugger:

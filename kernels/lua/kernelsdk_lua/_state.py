@@ -503,6 +503,13 @@ class LuaState:
         if self._pcall(L, 0, 0) != LUA_OK:
             lib.lua_settop(L, -2)
 
+    def lend(self, turn: Turn) -> None:
+        """Let the calls waiting for the state run now, from the running cell's worker thread
+        while it waits inside Lua (a cell stopped at a breakpoint, in its debug hook), as
+        :meth:`_hook_entry` does at an instruction."""
+        if turn.waiting:
+            self._pause(turn)
+
     def _pause(self, turn: Turn) -> None:
         """Pause the running cell inside its hook while the calls waiting for the state run
         (from their own worker threads), then put back what this object holds for it."""

@@ -512,6 +512,9 @@ end
 
 -- Stop the running coroutine here until Python says to resume.
 stop = function(reason, text)
+  -- A cell of another shell may run (and stop) while this one is stopped: its frames and
+  -- references are its own, this stop's come back when it is done.
+  local outer_frames, outer_refs = frames, refs
   collect_frames()
   refs = {}
   mode = nil
@@ -522,16 +525,14 @@ stop = function(reason, text)
     local cmd = load("return " .. fetch(n))()
     if cmd.config then D.configure(cmd.config) end
     if cmd.op == "resume" then
-      if cmd.kind ~= "continue" then
-        mode = cmd.kind
-        step_depth = #frames
-      end
+      mode = cmd.kind ~= "continue" and cmd.kind or nil
+      step_depth = #frames
       break
     end
     local ok, result = pcall(commands[cmd.op], cmd)
     host("dbg_result", json(ok and { result = result } or { error = tostring(result) }))
   end
-  frames, refs = {}, {}
+  frames, refs = outer_frames, outer_refs
   local co = running()
   if co then arm(co) end
 end
