@@ -168,11 +168,18 @@ class RequestHandlers:
         self._comm_ids = 0
         kernel.comms.attach(self._publish_comm, self._new_comm_id)
         #: The DAP session (kernelsdk._debug_session): the kernel's debugger, or refusals.
+        implementation, language_info = kernel.implementation, kernel.language_info
+        if kernel.debugger is not None:
+            # What kernel_info says (a wrapper, e.g. an MPI variant, says its inner kernel's):
+            # the cells' files take the language's extension.
+            info = kernel.kernel_info()
+            implementation = str(info.get("implementation") or implementation)
+            language_info = info.get("language_info") or language_info
         self.debug = DebugSession(
             kernel.debugger,
             self._publish_debug_event,
-            implementation=kernel.implementation,
-            file_extension=str(kernel.language_info.get("file_extension") or ".txt"),
+            implementation=implementation,
+            file_extension=str(language_info.get("file_extension") or ".txt"),
         )
         self._debug_parent: Request | None = None  # the last debug_request: events' parent
         self._trio_token: trio.lowlevel.TrioToken | None = None
