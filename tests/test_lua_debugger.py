@@ -19,11 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from conftest import JupyterEnv, KernelPair, start_kernel_pair, stop_kernel_pair
-from kernelsdk_lua import LuaKernel
+from kernelsdk_lua import (
+    Lua51Kernel,
+    Lua52Kernel,
+    Lua53Kernel,
+    Lua55Kernel,
+    LuaKernel,
+    LuaNotFoundError,
+)
 
 from kernelsdk._dap import HASH_SEED, murmur2
 from kernelsdk._install import kernelspec_for
+from kernelsdk.protocol import Channel
+from kernelsdk.testing import TestClient, open_test_kernel
 
 TIMEOUT = 30  # only reached when something hangs
 
@@ -420,3 +430,57 @@ def test_a_subshell_runs_while_a_cell_is_stopped(dap: Dap) -> None:
     dap("continue", threadId=1)
     reply, printed = dap.finish(cell)
     assert reply["status"] == "ok" and printed == "after\n"
+
+
+@pytest.mark.parametrize(
+    "kernel",
+    [Lua51Kernel, Lua52Kernel, Lua53Kernel, LuaKernel, Lua55Kernel],
+    ids=lambda k: f"lua{k.lua_version}",
+)
+def test_every_lua_version_stops_steps_and_shows_locals(kernel: type[LuaKernel]) -> None:
+    """In memory, on each Lua the kernel runs (5.1 lists tail calls as frames of their own
+    and has no math.type; hook events differ)."""
+    try:
+        made = kernel()
+    except LuaNotFoundError as exc:
+        pytest.skip(str(exc))
+    code = (
+        "local function f(a)\n  local b = a * 2\n  return b + 1\nend\nprint(f(20))\nlocal z = 1\n"
+    )
+
+    async def request(client: TestClient, command: str, **arguments: Any) -> dict[str, Any]:
+        content = {"type": "request", "seq": 1, "command": command, "arguments": arguments}
+        msg_id = client.send("debug_request", content, Channel.CONTROL)
+        reply = (await client.collect(msg_id, Channel.CONTROL)).reply.content
+        assert reply["success"] is True, reply
+        return dict(reply["body"])
+
+    async def stopped(client: TestClient) -> list[dict[str, Any]]:
+        while True:
+            msg = await client.receive(Channel.IOPUB)
+            if msg.msg_type == "debug_event" and msg.content["event"] == "stopped":
+                return list((await request(client, "stackTrace", threadId=1))["stackFrames"])
+
+    async def main() -> None:
+        with trio.fail_after(TIMEOUT):
+            async with open_test_kernel(made) as client:
+                await request(client, "initialize")
+                path = (await request(client, "dumpCell", code=code))["sourcePath"]
+                await request(
+                    client, "setBreakpoints", source={"path": path}, breakpoints=[{"line": 2}]
+                )
+                cell = client.send("execute_request", {"code": code, "silent": False})
+                frames = await stopped(client)
+                assert [(f["line"], f["source"]["path"]) for f in frames] == [(2, path), (5, path)]
+                scopes = (await request(client, "scopes", frameId=1))["scopes"]
+                ref = scopes[0]["variablesReference"]
+                local = (await request(client, "variables", variablesReference=ref))["variables"]
+                assert [(v["name"], v["value"], v["type"]) for v in local] == [("a", "20", "int")]
+                result = await request(client, "evaluate", expression="a + 1", frameId=1)
+                assert result["result"] == "21"
+                await request(client, "next", threadId=1)
+                assert (await stopped(client))[0]["line"] == 3
+                await request(client, "continue", threadId=1)
+                assert (await client.collect(cell)).reply.content["status"] == "ok"
+
+    trio.run(main)

@@ -75,8 +75,9 @@ local stop                 -- defined below
 local hook
 
 local function is_user(info)
-  local source = info.source
-  return info.what ~= "C" and source ~= DRIVER and source ~= SELF
+  local source, what = info.source, info.what
+  -- 5.1 lists tail calls as frames of their own ("tail", source "=(tail call)")
+  return what ~= "C" and what ~= "tail" and source ~= DRIVER and source ~= SELF
 end
 
 -- The user's frames from `level` (as seen from the caller) up to the cell's entry (the
@@ -114,7 +115,7 @@ local function entered(level)
   local key = running() or MAIN
   local info = getinfo(level + 1, "f")
   local lines = false
-  if info then
+  if info and info.func then -- 5.1's tail call frames have none
     local func = info.func
     lines = func_lines[func]
     if lines == nil then
