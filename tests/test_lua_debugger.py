@@ -484,3 +484,23 @@ def test_every_lua_version_stops_steps_and_shows_locals(kernel: type[LuaKernel])
                 assert (await client.collect(cell)).reply.content["status"] == "ok"
 
     trio.run(main)
+
+
+def test_restart_while_stopped_starts_afresh(lua: KernelPair) -> None:
+    """A restart requested while a cell is stopped at a breakpoint: the stopped cell ends, the
+    new kernel process has no debugger state (not started, no breakpoints, its own files)."""
+    km, kc = lua
+    dap = Dap(kc)
+    dap.start()
+    before = dap("debugInfo")
+    code = "w = 1\nw = 2\n"
+    path = dap("dumpCell", code=code)["sourcePath"]
+    dap("setBreakpoints", source={"path": path}, breakpoints=[{"line": 2}])
+    dap.execute(code)
+    dap.event("stopped")
+    km.restart_kernel(now=False)
+    kc.wait_for_ready(timeout=TIMEOUT)
+    after = Dap(kc)("debugInfo")
+    assert (after["isStarted"], after["breakpoints"], after["stoppedThreads"]) == (False, [], [])
+    assert after["tmpFilePrefix"] != before["tmpFilePrefix"]  # another process's directory
+    assert not Path(before["tmpFilePrefix"]).exists()  # the old one went with its kernel
