@@ -1,18 +1,27 @@
 """What a kernel costs the in-situ simulation (examples/insitu/heat.c, issue 11).
 
-``python benchmarks/insitu.py [--ranks 2] [--nx 256] [--reps 3] [--cells 40] [--idle 10]``
+``python benchmarks/insitu.py [--ranks 2] [--nx 1024] [--reps 5] [--cells 40] [--idle 10]``
 
 Builds heat into a temporary directory (examples/insitu/build) and measures, on ``--ranks``
 ranks of the mpich wheel's mpiexec:
 
-- step time, compute-bound (no sleep between steps), from heat's own ``--report`` lines
-  (exchange + update + poll, the slowest rank's mean over each block of steps): without a kernel
-  (``--no-kernel``), with a kernel and no client, with a client attached and idle; medians over
-  ``--reps`` runs interleaved, and the ratios. The collective poll's own cost per step is the
-  ``poll`` figure of the kernel runs;
+- the cost of a kernel to a compute-bound simulation (no sleep between steps; ``--nx`` 1024
+  makes a step about 1-3 ms on 2 ranks, as a real simulation's would be): without a kernel
+  (``--no-kernel``), with a kernel and no client, with a client attached and idle, the three
+  interleaved ``--reps`` times. For each run, over ``--blocks`` blocks of ``--block`` steps:
+  the CPU time per step of every thread of every rank (``/proc/<pid>/task/*/schedstat``, ns),
+  split into the ranks' main threads (the simulation, the poll included) and all their other
+  threads (the kernel's, ZeroMQ's, MPI's), and the wall time of a step (heat's own
+  ``--report``: exchange + update + poll, the slowest rank's mean). Reported: medians over the
+  reps, and the ratios to the run without a kernel. CPU time is what a kernel takes from the
+  simulation on a machine whose cores it fills; on a shared machine it is also far less noisy
+  than wall time, which other processes' load moves by more than the costs measured here;
+- the collective poll alone: ``benchmarks/insitu_poll.c`` (built with mpicc) calls
+  ``ksdk_poll`` ``--polls`` times on every rank, then as many bare 8-byte ``MPI_Bcast`` (the
+  poll's floor), 7 rounds alternately; the minimum and median ns per call;
 - the kernel threads' CPU while a client is attached and idle (every thread of each rank but
-  its main one, from /proc/<pid>/task/*/stat over ``--idle`` seconds, in % of one core), with
-  10 ms steps;
+  its main one, over ``--idle`` seconds, in % of one core, and their wake-ups per second),
+  with 10 ms steps;
 - the time from sending an ``execute_request`` to the cell's start on rank 0 (the cell reads
   the clock), ``--cells`` cells sent at random moments, against the poll interval measured by
   two cells ``--idle`` seconds apart.
@@ -40,7 +49,7 @@ from jupyter_client.blocking.client import BlockingKernelClient
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-TICK = os.sysconf("SC_CLK_TCK")
+CONFIGS = ("no kernel", "kernel, no client", "idle client")
 
 
 class Heat:
@@ -107,48 +116,140 @@ class Heat:
         self.out.close()
 
 
-def cpu_by_thread(pid: int) -> dict[int, float]:
+def threads(pid: int) -> dict[int, tuple[float, int]]:
+    """Each thread of ``pid``: seconds on a CPU (schedstat, ns precision) and voluntary
+    context switches (its wake-ups, near enough)."""
     result = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
-        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        result[int(task.name)] = (int(fields[11]) + int(fields[12])) / TICK
+        try:
+            ns = int((task / "schedstat").read_text().split()[0])
+            status = (task / "status").read_text()
+        except OSError:
+            continue
+        switches = next(
+            int(line.split()[1])
+            for line in status.splitlines()
+            if line.startswith("voluntary_ctxt_switches")
+        )
+        result[int(task.name)] = (ns / 1e9, switches)
     return result
 
 
-def step_times(binary: Path, args: argparse.Namespace) -> dict[str, Any]:
+def cpu_split(
+    pids: list[int],
+    before: dict[int, dict[int, tuple[float, int]]],
+    after: dict[int, dict[int, tuple[float, int]]],
+) -> tuple[list[float], list[float], list[float]]:
+    """Per rank: CPU seconds of the main thread, of all other threads, and the other threads'
+    wake-ups, between two snapshots."""
+    main, other, wakeups = [], [], []
+    for pid in pids:
+        old, new = before[pid], after[pid]
+        main.append(new[pid][0] - old[pid][0])
+        others = [t for t in new if t != pid]
+        other.append(sum(new[t][0] - old.get(t, (0.0, 0))[0] for t in others))
+        wakeups.append(float(sum(new[t][1] - old.get(t, (0.0, 0))[1] for t in others)))
+    return main, other, wakeups
+
+
+def step_costs(binary: Path, args: argparse.Namespace) -> dict[str, Any]:
     common = ["--nx", str(args.nx), "--ny", str(args.nx), "--sleep-ms", "0"]
     common += ["--steps", "100000000", "--report", str(args.block)]
-    runs: dict[str, list[float]] = {"no kernel": [], "kernel, no client": [], "idle client": []}
-    polls: list[float] = []
+    steps = args.block * args.blocks
+    wall: dict[str, list[float]] = {c: [] for c in CONFIGS}
+    poll_us: dict[str, list[float]] = {c: [] for c in CONFIGS}
+    share: dict[str, list[float]] = {c: [] for c in CONFIGS}
+    main_us: dict[str, list[float]] = {c: [] for c in CONFIGS}
+    other_us: dict[str, list[float]] = {c: [] for c in CONFIGS}
     for _ in range(args.reps):
-        for config in runs:
+        for config in CONFIGS:
             heat = Heat(binary, args.ranks, *common, kernel=config != "no kernel")
             try:
+                kc = heat.client() if config == "idle client" else None
                 heat.reports(2)  # warm-up
-                if config == "idle client":
-                    kc = heat.client()
-                    heat.reports(1)
-                    got = heat.reports(args.blocks)
+                pids = heat.rank_pids()
+                before = {pid: threads(pid) for pid in pids}
+                got = heat.reports(args.blocks)
+                after = {pid: threads(pid) for pid in pids}
+                if kc is not None:
                     kc.stop_channels()
-                else:
-                    got = heat.reports(args.blocks)
-                runs[config].append(statistics.median(s for s, _ in got))
-                if config == "kernel, no client":
-                    polls.append(statistics.median(p for _, p in got))
+                main, other, _ = cpu_split(pids, before, after)
+                wall[config].append(statistics.median(s for s, _ in got))
+                poll_us[config].append(statistics.median(p for _, p in got))
+                # The kernel's share of a step on a rank: its poll (wall time, the slowest
+                # rank's) and its threads' CPU (the mean rank's), of the step's wall time.
+                own = poll_us[config][-1] + 1e6 * sum(other) / len(pids) / steps
+                share[config].append(own / wall[config][-1])
+                # Per step, summed over the ranks (the whole job's CPU for one step).
+                main_us[config].append(1e6 * sum(main) / steps)
+                other_us[config].append(1e6 * sum(other) / steps)
             finally:
                 heat.end()
-    med = {k: statistics.median(v) for k, v in runs.items()}
+    med = {
+        c: {
+            "wall_step_us": statistics.median(wall[c]),
+            "poll_us": statistics.median(poll_us[c]),
+            "kernel_share": statistics.median(share[c]),
+            "main_cpu_us": statistics.median(main_us[c]),
+            "other_cpu_us": statistics.median(other_us[c]),
+            "total_cpu_us": statistics.median(
+                m + o for m, o in zip(main_us[c], other_us[c], strict=True)
+            ),
+        }
+        for c in CONFIGS
+    }
+    base = med["no kernel"]
+    ratios = {
+        c: {k: med[c][k] / base[k] for k in ("wall_step_us", "total_cpu_us")} for c in CONFIGS[1:]
+    }
     return {
-        "step_us": med,
-        "poll_us": statistics.median(polls),
-        "ratio_kernel_vs_none": med["kernel, no client"] / med["no kernel"],
-        "ratio_idle_client_vs_kernel": med["idle client"] / med["kernel, no client"],
-        "runs_us": runs,
+        "nx": args.nx,
+        "steps_per_run": steps,
+        "median": med,
+        "ratio_to_no_kernel": ratios,
+        "runs": {
+            "wall_step_us": wall,
+            "poll_us": poll_us,
+            "main_cpu_us": main_us,
+            "other_cpu_us": other_us,
+            "kernel_share": share,
+        },
+    }
+
+
+def poll_cost(build: str, args: argparse.Namespace) -> dict[str, Any]:
+    """benchmarks/insitu_poll.c: ns per collective ksdk_poll with nothing to run, and per bare
+    8-byte MPI_Bcast (the poll's floor), alternately, the slowest rank's."""
+    flags = subprocess.run(
+        [sys.executable, "-m", "kernelsdk", "config", "--cflags", "--ldflags"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    binary = Path(build) / "insitu_poll"
+    source = ROOT / "benchmarks" / "insitu_poll.c"
+    mpicc = [str(BIN / "mpicc"), "-O2", "-Wall", "-Wextra", str(source)]
+    subprocess.run([*mpicc, *flags, "-o", str(binary)], check=True)
+    out = subprocess.run(
+        [str(BIN / "mpiexec"), "-n", str(args.ranks), str(binary), str(args.polls), "7"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    ).stdout
+    found = {}
+    for line in out.splitlines():
+        words = line.replace(",", "").split()
+        found[words[0]] = (float(words[words.index("min") + 1]), float(words[-2]))
+    (poll_min, poll_med), (bcast_min, bcast_med) = found["ksdk_poll"], found["MPI_Bcast"]
+    return {
+        "poll_ns": {"min": poll_min, "median": poll_med},
+        "bcast_ns": {"min": bcast_min, "median": bcast_med},
     }
 
 
 def idle_and_latency(binary: Path, args: argparse.Namespace) -> dict[str, Any]:
-    common = ["--nx", str(args.nx), "--ny", str(args.nx), "--sleep-ms", "10"]
+    common = ["--nx", "256", "--ny", "256", "--sleep-ms", "10"]
     heat = Heat(binary, args.ranks, *common, "--steps", "100000000")
     try:
         kc = heat.client()
@@ -166,32 +267,29 @@ def idle_and_latency(binary: Path, args: argparse.Namespace) -> dict[str, Any]:
             step, t = out[0].split()[2:4]
             return int(step), float(t)
 
-        time.sleep(1.0)
-        before = {pid: cpu_by_thread(pid) for pid in pids}
         s0, t0 = clock_cell()
+        time.sleep(2.0)  # the worker ranks' kernel threads settle into their idle sleep
+        before = {pid: threads(pid) for pid in pids}
+        started = time.monotonic()
         time.sleep(args.idle)
+        after = {pid: threads(pid) for pid in pids}
+        span = time.monotonic() - started
         s1, t1 = clock_cell()
-        after = {pid: cpu_by_thread(pid) for pid in pids}
         interval_ms = 1000 * (t1 - t0) / (s1 - s0)
-        kernel_pct, main_pct = [], []
-        span = args.idle
-        for pid in pids:
-            threads = after[pid]
-            kernel_cpu = sum(threads[t] - before[pid].get(t, 0.0) for t in threads if t != pid)
-            kernel_pct.append(100 * kernel_cpu / span)
-            main_pct.append(100 * (threads[pid] - before[pid][pid]) / span)
+        main, other, wakeups = cpu_split(pids, before, after)
         latencies = []
         for _ in range(args.cells):
             time.sleep(random.uniform(0, 0.05))
             sent = time.time()
-            _, started = clock_cell()
-            latencies.append(1000 * (started - sent))
+            _, began = clock_cell()
+            latencies.append(1000 * (began - sent))
         kc.stop_channels()
         latencies.sort()
         return {
             "poll_interval_ms": interval_ms,
-            "kernel_threads_cpu_pct_per_rank": kernel_pct,
-            "main_thread_cpu_pct_per_rank": main_pct,
+            "kernel_threads_cpu_pct_per_rank": [100 * c / span for c in other],
+            "kernel_threads_wakeups_per_s_per_rank": [w / span for w in wakeups],
+            "main_thread_cpu_pct_per_rank": [100 * c / span for c in main],
             "latency_ms": {
                 "p50": statistics.median(latencies),
                 "p95": latencies[int(0.95 * (len(latencies) - 1))],
@@ -205,13 +303,15 @@ def idle_and_latency(binary: Path, args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ranks", type=int, default=2)
-    parser.add_argument("--nx", type=int, default=256, help="grid size (nx = ny)")
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--block", type=int, default=500, help="steps per report")
-    parser.add_argument("--blocks", type=int, default=4, help="reports measured per run")
+    parser.add_argument("--nx", type=int, default=1024, help="grid size (nx = ny)")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--block", type=int, default=200, help="steps per report")
+    parser.add_argument("--blocks", type=int, default=5, help="reports measured per run")
     parser.add_argument("--cells", type=int, default=40)
+    parser.add_argument("--polls", type=int, default=100000, help="calls per round")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle client")
     args = parser.parse_args()
+    load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="insitu-bench-") as build:
         env = {**os.environ, "PYTHON": sys.executable}
         out = subprocess.run(
@@ -222,22 +322,39 @@ def main() -> None:
             env=env,
         ).stdout
         binary = Path(out.split()[-1])
-        steps = step_times(binary, args)
+        costs = step_costs(binary, args)
+        poll = poll_cost(build, args)
         idle = idle_and_latency(binary, args)
-    print(f"in-situ heat, {args.ranks} ranks, {args.nx}x{args.nx}, load {os.getloadavg()[0]:.1f}")
-    for config, us in steps["step_us"].items():
-        print(f"  step time, {config:18s} {us:9.1f} us")
-    print(f"  collective poll per step      {steps['poll_us']:9.2f} us")
-    print(f"  kernel vs no kernel           {steps['ratio_kernel_vs_none']:9.3f}")
-    print(f"  idle client vs no client      {steps['ratio_idle_client_vs_kernel']:9.3f}")
-    cpu = ", ".join(f"{p:.2f}" for p in idle["kernel_threads_cpu_pct_per_rank"])
-    print(f"  kernel threads CPU, idle      {cpu} % of a core (per rank)")
+    load = f"load {load0:.1f} -> {os.getloadavg()[0]:.1f}"
+    print(f"in-situ heat, {args.ranks} ranks, {args.nx}x{args.nx}, {args.reps} reps, {load}")
+    print(
+        f"  {'per step':20s} {'wall':>10s} {'poll':>10s} {'main CPU':>10s} {'other CPU':>10s}"
+        f" {'kernel share':>13s}"
+    )
+    for config, m in costs["median"].items():
+        print(
+            f"  {config:20s} {m['wall_step_us']:8.1f}us {m['poll_us']:8.2f}us "
+            f"{m['main_cpu_us']:8.1f}us {m['other_cpu_us']:8.2f}us {100 * m['kernel_share']:12.3f}%"
+        )
+    for config, r in costs["ratio_to_no_kernel"].items():
+        print(
+            f"  {config:20s} x{r['wall_step_us']:.4f} wall, x{r['total_cpu_us']:.4f} CPU "
+            "(of the run without a kernel)"
+        )
+    p, b = poll["poll_ns"], poll["bcast_ns"]
+    print(
+        f"  collective ksdk_poll, idle    min {p['min']:.0f} ns, median {p['median']:.0f} ns "
+        f"(MPI_Bcast alone: min {b['min']:.0f} ns, median {b['median']:.0f} ns)"
+    )
+    cpu = ", ".join(f"{p:.3f}" for p in idle["kernel_threads_cpu_pct_per_rank"])
+    wake = ", ".join(f"{w:.1f}" for w in idle["kernel_threads_wakeups_per_s_per_rank"])
+    print(f"  kernel threads CPU, idle      {cpu} % of a core; wake-ups/s {wake} (per rank)")
     lat = idle["latency_ms"]
     print(
         f"  execute -> cell start         p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, "
         f"max {lat['max']:.1f} ms; poll interval {idle['poll_interval_ms']:.1f} ms"
     )
-    print(json.dumps({"ranks": args.ranks, "nx": args.nx, **steps, **idle}))
+    print(json.dumps({"ranks": args.ranks, **costs, **poll, **idle}))
 
 
 if __name__ == "__main__":

@@ -77,10 +77,13 @@ T = TypeVar("T")
 THREAD_TIMEOUT: Final = 30.0
 #: How long a waiting host thread sleeps between checks that the kernel thread is alive.
 _WAKE: Final = 0.5
-#: The longest an idle worker rank's kernel thread sleeps between two looks for a command
-#: from rank 0. A cell never waits for it (the host thread wakes it when rank 0 announces one
-#: in the poll); an interrupt of a running cell may, this long at most.
-IDLE_WORKER_SLEEP: Final = 0.1
+#: The longest a worker rank's kernel thread sleeps between two looks for a command from
+#: rank 0 while a cell runs: an interrupt of a running cell may wait this long at most.
+CELL_WORKER_SLEEP: Final = 0.1
+#: The same between cells, where nothing waits for it: a cell and the end of the kernel are
+#: announced by the poll (the host thread wakes the kernel thread), and the only other
+#: commands (an interrupt or an input reply that came after its cell ended) are dropped.
+IDLE_WORKER_SLEEP: Final = 5.0
 
 
 class HostStopped(KernelSDKError):
@@ -125,6 +128,12 @@ class CollectiveSafePoints:
             cell but before rank 0 sent it to the other ranks.
         expect: other ranks: called on the kernel thread when the poll learns that rank 0 has
             sent a cell (or is about to stop the kernel), so it looks for the command at once.
+
+    Attributes:
+        on_pending_changed: rank 0: called with ``True`` (from the kernel thread) when a cell
+            starts waiting for the host, as :attr:`SafePoints.on_pending_changed
+            <kernelsdk.embed._safepoints.SafePoints.on_pending_changed>` is: a C host's poll
+            broadcasts from C while nothing waits, and sets its flag from this.
     """
 
     def __init__(
@@ -149,6 +158,12 @@ class CollectiveSafePoints:
         self._count = array.array("q", [0])  # the poll's broadcast: rank 0's claimed count
         self._closed = False
         self._token: trio.lowlevel.TrioToken | None = None
+        self.on_pending_changed: Callable[[bool], None] | None = None
+
+    @property
+    def claimed(self) -> int:
+        """How many cells this rank's host has claimed (rank 0: the count it broadcasts)."""
+        return self._claimed
 
     def bind(self, token: trio.lowlevel.TrioToken) -> None:
         """Called on the kernel thread once Trio runs there."""
@@ -165,6 +180,12 @@ class CollectiveSafePoints:
             cell = _Cell(self._registered, trio.Event())
             self._waiting.append(cell)
             self._lock.notify_all()
+        hook = self.on_pending_changed
+        if hook is not None:
+            try:
+                hook(True)
+            except Exception:
+                log.exception("on_pending_changed failed")
         try:
             await self._wait_claimed(cell)
             yield
@@ -232,12 +253,20 @@ class CollectiveSafePoints:
 
     # -- the host thread's side --------------------------------------------------------------
 
-    def poll(self, timeout: float = 0.0) -> int:
+    def poll(self, timeout: float = 0.0, received: int | None = None) -> int:
         """Collective: run the cells rank 0 has claimed since the last poll, on every rank.
-        Returns how many ran (the same on every rank)."""
+        Returns how many ran (the same on every rank).
+
+        ``received``: another rank only, whose host has made this poll's broadcast itself
+        (a C host's fast path): rank 0's count, which it received."""
         if self._root:
             cell = self._claim_on_root(timeout)
-        self._comm.Bcast([self._count, 1, _int64()], root=0)
+        if received is None:
+            self._comm.Bcast([self._count, 1, _int64()], root=0)
+        elif self._root:
+            raise KernelSDKError("rank 0 makes the poll's broadcast itself")
+        else:
+            self._count[0] = received
         if not self._root:
             cell = self._claim_on_worker(self._count[0])
         if cell is None:
@@ -400,7 +429,7 @@ class MpiEmbeddedKernel:
         self._root: RootKernel | None = None
         if self.rank == 0:
             self._root = RootKernel(kernel, self._kernel_comm, output)
-        self._nudge = Nudge(IDLE_WORKER_SLEEP)
+        self._nudge = Nudge(CELL_WORKER_SLEEP, IDLE_WORKER_SLEEP)
         self.executor = CollectiveSafePoints(
             self._poll_comm,
             None if self._root is None else self._root.do_interrupt,
@@ -511,6 +540,44 @@ class MpiEmbeddedKernel:
         if self._stopped:
             raise KernelSDKError("poll after stop")
         return self.executor.poll(timeout)
+
+    def poll_received(self, count: int) -> int:
+        """A rank other than 0 whose host made this poll's broadcast itself (the C API's
+        fast path) and received ``count``, rank 0's claimed cells: the rest of :meth:`poll`."""
+        if self._stopped:
+            raise KernelSDKError("poll after stop")
+        return self.executor.poll(0.0, received=count)
+
+    def broadcast_handles(self) -> tuple[int, int, int, int] | None:
+        """What a C host needs to make the poll's broadcast itself, without Python: the
+        address of MPI_Bcast in the MPI library mpi4py uses (the host's), the poll's
+        communicator and ``MPI_INT64_T`` as handle values, and the size of a handle (an int in
+        MPICH's ABI, a pointer in Open MPI's). None where it cannot be found."""
+        import ctypes
+
+        from mpi4py import MPI
+
+        try:
+            size = int(MPI._sizeof(MPI.Comm))
+            if size != int(MPI._sizeof(MPI.Datatype)):
+                return None
+            library = ctypes.CDLL(MPI.__file__)
+            address = ctypes.cast(library.MPI_Bcast, ctypes.c_void_p).value
+            # mpi4py gives a handle as an unsigned number (MPICH's int handles sign-extended):
+            # as C's intptr_t, which C narrows back to the handle's own type.
+            comm = ctypes.c_ssize_t(self._poll_comm.handle).value
+            datatype = ctypes.c_ssize_t(MPI.INT64_T.handle).value
+        except (AttributeError, OSError, TypeError, ValueError):
+            log.debug("no MPI_Bcast for the C poll", exc_info=True)
+            return None
+        if not address:
+            return None
+        return address, comm, datatype, size
+
+    @property
+    def claimed(self) -> int:
+        """Cells this rank has claimed so far (the count of the poll's broadcast)."""
+        return self.executor.claimed
 
     @property
     def has_pending(self) -> bool:

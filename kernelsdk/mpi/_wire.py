@@ -140,27 +140,37 @@ class Nudge:
     collective poll, when rank 0 has sent it a cell.
 
     Args:
-        max_sleep: the longest sleep between two looks for a message.
+        max_sleep: the longest sleep between two looks for a message while a cell runs (how
+            late an interrupt may reach the rank).
+        idle_max_sleep: the longest between cells, where every command that matters (a cell,
+            the end) is announced by a :meth:`wake` (default: ``max_sleep``).
     """
 
-    def __init__(self, max_sleep: float) -> None:
+    def __init__(self, max_sleep: float, idle_max_sleep: float | None = None) -> None:
         self.max_sleep = max_sleep
+        self.idle_max_sleep = max_sleep if idle_max_sleep is None else idle_max_sleep
         self._event = trio.Event()
 
     def wake(self) -> None:
         """Look for a message now (call on the Trio thread)."""
         self._event.set()
 
-    async def sleep(self, seconds: float) -> None:
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; whether :meth:`wake` ended it."""
         with trio.move_on_after(seconds):
             await self._event.wait()
         if self._event.is_set():
             self._event = trio.Event()
+            return True
+        return False
 
 
-async def receive_command(comm: MPI.Intracomm, nudge: Nudge | None = None) -> Command:
-    """The next command from rank 0 (on a rank other than 0)."""
-    command: Command = await _poll(comm, 0, TAG_COMMAND, nudge)
+async def receive_command(
+    comm: MPI.Intracomm, nudge: Nudge | None = None, *, between_cells: bool = False
+) -> Command:
+    """The next command from rank 0 (on a rank other than 0). ``between_cells``: no cell
+    runs on this rank, so a ``nudge`` may sleep up to its ``idle_max_sleep``."""
+    command: Command = await _poll(comm, 0, TAG_COMMAND, nudge, between_cells)
     return command
 
 
@@ -179,13 +189,20 @@ def receive_report_nowait(comm: MPI.Intracomm) -> Report | None:
     return report
 
 
-async def _poll(comm: MPI.Intracomm, source: int, tag: int, nudge: Nudge | None = None) -> Any:
+async def _poll(
+    comm: MPI.Intracomm,
+    source: int,
+    tag: int,
+    nudge: Nudge | None = None,
+    between_cells: bool = False,
+) -> Any:
     """Receive one message without blocking the thread: improbe, yielding in between.
 
     Messages come in bursts (a cell's command, then its reports), so for a short while after
     the last one it only yields to other tasks; then it sleeps, longer the longer it has
     been idle. Trio cannot sleep less than about a millisecond, which would otherwise be
-    added to every hop between ranks.
+    added to every hop between ranks. A ``nudge``'s wake means a message is on its way
+    (perhaps not here yet): the wait starts over, yielding first.
     """
     started = time.monotonic()
     while True:
@@ -200,7 +217,9 @@ async def _poll(comm: MPI.Intracomm, source: int, tag: int, nudge: Nudge | None 
         elif nudge is None:
             await trio.sleep(min(MAX_POLL_SLEEP, idle / 20))
         else:
-            await nudge.sleep(min(nudge.max_sleep, idle / 20))
+            longest = nudge.idle_max_sleep if between_cells else nudge.max_sleep
+            if await nudge.sleep(min(longest, idle / 20)):
+                started = time.monotonic()
 
 
 def _any_source() -> int:

@@ -89,7 +89,7 @@ class Worker:
             if self._waiting:
                 command = self._waiting.pop(0)
             else:
-                command = await receive_command(self.comm, self.nudge)
+                command = await receive_command(self.comm, self.nudge, between_cells=True)
             if isinstance(command, ShutdownCommand):
                 await self.kernel.do_shutdown(command.restart)
                 self.report(ByeReport(seq=command.seq, rank=self.rank))

@@ -46,6 +46,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: The fast path's states (capi.c's KSDK_STATE_*).
 STATE_NONE: Final = 0
 STATE_SERVING: Final = 1
+STATE_MPI: Final = 2
 #: _ksdk_py_lifecycle's "what".
 START, POLL, SERVE, STOP, SHUTDOWN_REQUESTED = range(5)
 #: _ksdk_py_output's "what".
@@ -194,7 +195,17 @@ class Bridge:
         if kernel.flag("watch_parent"):
             self._watch_parent(kernel)
         if mpi:
-            # A poll is collective (every rank takes part in a broadcast): never skipped in C.
+            # A poll is collective: every rank takes part in a broadcast, which C makes itself
+            # with the host's MPI_Bcast (entering Python only for a cell), where it can.
+            fast = handle.broadcast_handles()
+            if fast is not None and self.lib._ksdk_set_mpi(kernel.id, *fast, int(handle.rank == 0)):
+                if handle.rank == 0:
+                    handle.executor.on_pending_changed = functools.partial(
+                        self._pending_changed, kernel.id
+                    )
+                    if handle.has_pending:
+                        self.lib._ksdk_set_pending(kernel.id, 1)
+                self.lib._ksdk_set_state(kernel.id, STATE_MPI)
             return OK
         if kernel.flag("safe_points"):
             handle.on_pending_changed = functools.partial(self._pending_changed, kernel.id)
@@ -287,7 +298,14 @@ class Bridge:
 
     def poll(self, kernel: HostKernel, timeout: float) -> int:
         if kernel.flag("mpi"):
-            mpi_ran: int = kernel.handle.poll(max(timeout, 0.0))
+            handle = kernel.handle
+            self.lib._ksdk_set_pending(kernel.id, 0)
+            try:
+                mpi_ran: int = handle.poll(max(timeout, 0.0))
+            finally:
+                self.lib._ksdk_set_mpi_claimed(kernel.id, handle.claimed)
+                if handle.rank == 0 and handle.has_pending:
+                    self.lib._ksdk_set_pending(kernel.id, 1)
             return mpi_ran
         if not kernel.flag("safe_points"):
             # Cells run in the kernel's threads: nothing to do here but wait if asked to.
@@ -300,6 +318,17 @@ class Bridge:
         finally:
             if kernel.handle.has_pending:
                 self.lib._ksdk_set_pending(kernel.id, 1)
+        return ran
+
+    def mpi_poll(self, k: int, count: int) -> int:
+        """The rest of a collective poll whose broadcast C made on a rank other than 0, and
+        which said that rank 0 has claimed ``count`` cells."""
+        kernel = self.kernels.get(k, "started")
+        handle = kernel.handle
+        try:
+            ran: int = handle.poll_received(int(count))
+        finally:
+            self.lib._ksdk_set_mpi_claimed(k, handle.claimed)
         return ran
 
     def stop(self, kernel: HostKernel) -> int:
@@ -438,4 +467,5 @@ def install(ffi: Any, lib: Any) -> Bridge:
     guarded(bridge.output, "_ksdk_py_output")
     guarded(bridge.input, "_ksdk_py_input")
     guarded(bridge.request_int, "_ksdk_py_request_int")
+    guarded(bridge.mpi_poll, "_ksdk_py_mpi_poll")
     return bridge

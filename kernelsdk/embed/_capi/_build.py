@@ -57,6 +57,9 @@ void _ksdk_set_error(const char *message);
 void _ksdk_set_state(int k, int state);
 void _ksdk_set_pending(int k, int pending);
 int _ksdk_max_handles(void);
+int _ksdk_set_mpi(int k, intptr_t bcast, intptr_t comm, intptr_t datatype, int handle_size,
+                  int root);
+void _ksdk_set_mpi_claimed(int k, int64_t claimed);
 
 extern "Python" int _ksdk_py_ready(void);
 extern "Python" int _ksdk_py_create(const char *, const char *);
@@ -69,6 +72,7 @@ extern "Python" const char *_ksdk_py_connection_file(int);
 extern "Python" int _ksdk_py_output(int, int, const char *, const char *, const char *);
 extern "Python" int _ksdk_py_input(int, const char *, int, char *, int);
 extern "Python" int _ksdk_py_request_int(int, int, int, int);
+extern "Python" int _ksdk_py_mpi_poll(int, int64_t);
 """
 
 #: Runs in the embedded interpreter on the library's first call. {path} and {sites} are

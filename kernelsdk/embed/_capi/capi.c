@@ -6,10 +6,17 @@
  * Python: the last error (a thread-local buffer), starting the interpreter of the environment
  * that built the library, and the fast path of ksdk_poll (two atomic flags per kernel, set
  * from Python, so a poll with nothing waiting takes neither the GIL nor a Python frame).
+ *
+ * With the mpi option the poll is collective: every rank takes part in one broadcast of how
+ * many cells rank 0 has claimed (kernelsdk/embed/_mpi.py). The fast path makes that broadcast
+ * here, through the host's own MPI_Bcast (its address and the handles given by Python from
+ * mpi4py), and enters Python only when a cell is to run: on rank 0 when one waits, on the
+ * other ranks when the count has grown.
  */
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,9 +30,25 @@
 /* What the fast path knows of a kernel (set from Python by _ksdk_set_state). */
 #define KSDK_STATE_NONE 0    /* unknown, created, or stopped: ask Python */
 #define KSDK_STATE_SERVING 1 /* started, safe points on: poll may answer from C */
+#define KSDK_STATE_MPI 2     /* started, mpi: poll broadcasts from C (ksdk_mpi[k]) */
 
 static atomic_int ksdk_state[KSDK_MAX_HANDLES];
 static atomic_int ksdk_pending[KSDK_MAX_HANDLES];
+
+/* The collective poll of an mpi kernel, as Python set it up (used by the host thread only).
+ * MPI handles are ints in MPICH's ABI and pointers in Open MPI's and the standard ABI's: the
+ * broadcast is called with the type of the library's handles. */
+typedef int (*ksdk_bcast_int_fn)(void *, int, int, int, int);
+typedef int (*ksdk_bcast_ptr_fn)(void *, int, void *, int, void *);
+typedef struct {
+    void *bcast;       /* the host's MPI_Bcast */
+    intptr_t comm;     /* the poll's communicator */
+    intptr_t datatype; /* MPI_INT64_T */
+    int handle_size;   /* sizeof(MPI_Comm) == sizeof(MPI_Datatype) */
+    int root;          /* this is rank 0 of comm */
+    int64_t claimed;   /* cells this rank has claimed (kept by Python) */
+} ksdk_mpi_poll;
+static ksdk_mpi_poll ksdk_mpi[KSDK_MAX_HANDLES];
 
 static _Thread_local char ksdk_error_buf[2048];
 
@@ -47,6 +70,32 @@ static void _ksdk_set_pending(int k, int pending) {
 
 static int _ksdk_max_handles(void) { return KSDK_MAX_HANDLES; }
 
+/* The collective poll's broadcast, from C; 0 if the handles have a size it cannot call with.
+ * Called on the host thread, before the state says KSDK_STATE_MPI. */
+static int _ksdk_set_mpi(int k, intptr_t bcast, intptr_t comm, intptr_t datatype, int handle_size,
+                         int root) {
+    if (k <= 0 || k >= KSDK_MAX_HANDLES || bcast == 0) return 0;
+    if (handle_size != (int)sizeof(int) && handle_size != (int)sizeof(void *)) return 0;
+    ksdk_mpi_poll *m = &ksdk_mpi[k];
+    m->bcast = (void *)bcast;
+    m->comm = comm;
+    m->datatype = datatype;
+    m->handle_size = handle_size;
+    m->root = root;
+    m->claimed = 0;
+    return 1;
+}
+
+static void _ksdk_set_mpi_claimed(int k, int64_t claimed) {
+    if (k > 0 && k < KSDK_MAX_HANDLES) ksdk_mpi[k].claimed = claimed;
+}
+
+static int ksdk_mpi_bcast(const ksdk_mpi_poll *m, int64_t *count) {
+    if (m->handle_size == (int)sizeof(int))
+        return ((ksdk_bcast_int_fn)m->bcast)(count, 1, (int)m->datatype, 0, (int)m->comm);
+    return ((ksdk_bcast_ptr_fn)m->bcast)(count, 1, (void *)m->datatype, 0, (void *)m->comm);
+}
+
 /* ---- the Python side (defined by _bridge.py with @ffi.def_extern) ----------------------- */
 
 static int _ksdk_py_ready(void);
@@ -60,6 +109,7 @@ static const char *_ksdk_py_connection_file(int k);
 static int _ksdk_py_output(int req, int what, const char *a, const char *b, const char *c);
 static int _ksdk_py_input(int req, const char *prompt, int password, char *buf, int buflen);
 static int _ksdk_py_request_int(int req, int what, int a, int b);
+static int _ksdk_py_mpi_poll(int k, int64_t count);
 
 /* ---- starting Python ---------------------------------------------------------------------- */
 
@@ -182,13 +232,39 @@ KSDK_EXPORT int ksdk_start(int k) {
     return _ksdk_py_lifecycle(k, KSDK_DO_START, 0.0);
 }
 
+/* The collective poll of an mpi kernel (state KSDK_STATE_MPI): every rank broadcasts. */
+static int ksdk_poll_mpi(int k, double timeout) {
+    const ksdk_mpi_poll *m = &ksdk_mpi[k];
+    int64_t count = m->claimed;
+    if (m->root) {
+        /* A cell waits, or the host waits for one: Python claims it and broadcasts. */
+        if (timeout > 0.0 || atomic_load_explicit(&ksdk_pending[k], memory_order_acquire) != 0) {
+            KSDK_NEED_PYTHON(KSDK_EPYTHON);
+            return _ksdk_py_lifecycle(k, KSDK_DO_POLL, timeout);
+        }
+    }
+    int rc = ksdk_mpi_bcast(m, &count);
+    if (rc != 0) {
+        snprintf(ksdk_error_buf, sizeof ksdk_error_buf,
+                 "ksdk_poll: MPI_Bcast of the collective poll failed (MPI error %d)", rc);
+        return KSDK_ESTATE;
+    }
+    if (m->root || count == m->claimed) return 0;
+    /* Rank 0 has claimed a cell since: run it here too (Python claims it, as count says). */
+    KSDK_NEED_PYTHON(KSDK_EPYTHON);
+    return _ksdk_py_mpi_poll(k, count);
+}
+
 KSDK_EXPORT int ksdk_poll(int k, double timeout) {
     /* The fast path: a started kernel with safe points and nothing waiting. The state can
-     * only be SERVING once Python runs, so no start-up check is needed either. */
-    if (k > 0 && k < KSDK_MAX_HANDLES && !(timeout > 0.0) &&
-        atomic_load_explicit(&ksdk_state[k], memory_order_acquire) == KSDK_STATE_SERVING &&
-        atomic_load_explicit(&ksdk_pending[k], memory_order_acquire) == 0)
-        return 0;
+     * only be SERVING (or MPI) once Python runs, so no start-up check is needed either. */
+    if (k > 0 && k < KSDK_MAX_HANDLES) {
+        int state = atomic_load_explicit(&ksdk_state[k], memory_order_acquire);
+        if (state == KSDK_STATE_SERVING && !(timeout > 0.0) &&
+            atomic_load_explicit(&ksdk_pending[k], memory_order_acquire) == 0)
+            return 0;
+        if (state == KSDK_STATE_MPI) return ksdk_poll_mpi(k, timeout);
+    }
     KSDK_NEED_PYTHON(KSDK_EPYTHON);
     return _ksdk_py_lifecycle(k, KSDK_DO_POLL, timeout);
 }
