@@ -32,16 +32,14 @@ import os
 import queue
 import threading
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import trio
 
-from kernelsdk import Debugger, DebuggerError, NativeOutput
+from kernelsdk import Debugger, DebuggerError, NativeOutput, NativeRunner
 
 from ._literals import lua_literal, lua_table_literal
-
-if TYPE_CHECKING:
-    from ._kernel import LuaKernel
+from ._state import LuaState
 
 log = logging.getLogger("kernelsdk_lua")
 
@@ -71,6 +69,13 @@ class _Stopped:
         self.current: _Command | None = None  # the command Lua is answering
 
 
+class _LuaKernel(Protocol):
+    """What the debugger uses of the Lua kernel (``_kernel.LuaKernel``)."""
+
+    lua: LuaState
+    runner: NativeRunner
+
+
 class LuaDebugger(Debugger):
     """Breakpoints (with conditions and log messages) in cells and ``require``d files, step
     over, into and out, the stack across Lua functions, locals, upvalues and globals (tables
@@ -91,7 +96,7 @@ class LuaDebugger(Debugger):
     ]
     exception_paths = ["Lua errors"]
 
-    def __init__(self, kernel: LuaKernel) -> None:
+    def __init__(self, kernel: _LuaKernel) -> None:
         super().__init__(kernel)
         self.lua_kernel = kernel
         self.active = False
