@@ -477,10 +477,12 @@ class RequestHandlers:
         """Queue a ``debug_event``, from any thread (a stopped cell's worker sends them)."""
         parent = self._debug_parent
         output = self.protocol.debug_event(content, parent.message if parent else None)
-        if self._trio_token is None or threading.get_ident() == self._trio_thread:
+        if threading.get_ident() == self._trio_thread:
             self.runtime.queue(output)
-        else:
+        elif self._trio_token is not None:
             trio.from_thread.run_sync(self.runtime.queue, output, trio_token=self._trio_token)
+        else:  # before any debug_request: no frontend has started the debugger
+            log.warning("dropped a debug_event sent before any debug_request: %s", content)
 
     # -- kernel subshells (JEP 91) ------------------------------------------------------------
 

@@ -214,6 +214,8 @@ def test_a_breakpoint_in_a_function_stops_and_steps(dap: Dap) -> None:
         ("[2]", "2"),
         ("name", '"lua"'),
     ]
+    explorer = {v["name"] for v in dap("inspectVariables")["variables"]}
+    assert explorer == {"outer", "t"}  # the variable explorer, asked while stopped
     assert dap("evaluate", expression="a * 3", frameId=frames[0]["id"])["result"] == "60"
     failed = dap.request("evaluate", expression="a +", frameId=frames[0]["id"])
     assert failed["success"] is False and failed["message"]

@@ -218,8 +218,10 @@ class LuaDebugger(Debugger):
             return 0
         if op == "dbg_wait":
             stopped = self._stopped
-            if stopped is None or out.interrupted:
+            if out.interrupted:
                 return _INTERRUPT
+            if stopped is None:  # no frontend to resume it (dbg_stopped said so): run on
+                return lua.set_reply(b'{op = "resume", kind = "continue"}')
             while True:
                 if out.waiting:  # also one that came while this cell was stopping
                     self._lend(stopped, out)
@@ -386,6 +388,7 @@ class LuaDebugger(Debugger):
 
     async def inspect_variables(self) -> list[dict[str, Any]]:
         if self._stopped is not None:
+            self._globals = list(await self._ask('{op = "globals"}') or [])
             return self._globals
         found = await self._at_top_level("K.debugger.globals()")
         if found is not None:

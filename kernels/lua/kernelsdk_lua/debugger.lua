@@ -465,6 +465,7 @@ function commands.evaluate(cmd)
 end
 
 function commands.configure(cmd) D.configure(cmd.config); return "ok" end
+function commands.globals() return children({ kind = "globals" }) end
 
 -- The user's globals, when nothing is stopped (JupyterLab's inspectVariables).
 function D.globals()
