@@ -662,3 +662,21 @@ def test_replies_and_outputs_keep_the_subshell_in_their_parent(
         assert parent is not None
         assert parent.subshell_id == "a"
         assert parent.msg_id == req.message.msg_id
+
+
+def test_debug_request_gets_a_debug_reply_and_events_outlive_it(
+    kp: KernelProtocol, client: Client
+) -> None:
+    """debug_request (control) is answered by debug_reply; a debug_event is no request's
+    output: sent with that request as parent after its idle, it is not refused."""
+    content = {"type": "request", "seq": 1, "command": "debugInfo"}
+    req = request(kp, client, "debug_request", content, channel=Channel.CONTROL)
+    kp.begin(req)
+    reply = client.decode(kp.reply(req, {"type": "response", "success": True}))
+    assert reply.msg_type == "debug_reply" and reply.parent_header is not None
+    kp.end(req)
+    event = kp.debug_event({"type": "event", "event": "stopped", "seq": 2}, req.message)
+    msg = client.decode(kp.publish_output(event))
+    assert msg.msg_type == "debug_event"
+    assert msg.parent_header is not None and msg.parent_header.msg_id == req.message.msg_id
+    assert msg.content["event"] == "stopped"
