@@ -158,3 +158,22 @@ def test_ab_compares_head_with_the_working_tree() -> None:
         assert 0 < medians["reply_p50_us"] <= medians["rt_p50_us"]
         assert medians["pipelined_per_s"] > 0 and medians["cpu_us_per_request"] >= 0
     assert "execute round trip p50" in proc.stdout
+
+
+def test_lua_debugger_benchmark_runs(tmp_path: Path) -> None:
+    """benchmarks/lua_debugger.py (issue 14) in one round: its structure, never a timing."""
+    pytest.importorskip("kernelsdk_lua")
+    out = tmp_path / "lua_debugger.json"
+    script = ROOT / "benchmarks" / "lua_debugger.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--rounds", "1", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    variants = {"before", "off", "started", "bp-elsewhere", "bp-in-cell"}
+    assert result["rounds"] == 1 and set(result["results"]) == variants
+    assert result["results"]["before"]["ratio"] == 1.0
+    assert all(r["median_s"] > 0 and r["ratio"] > 0 for r in result["results"].values())
