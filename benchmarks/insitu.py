@@ -9,13 +9,14 @@ ranks of the mpich wheel's mpiexec:
   makes a step about 1-3 ms on 2 ranks, as a real simulation's would be): without a kernel
   (``--no-kernel``), with a kernel and no client, with a client attached and idle, the three
   interleaved ``--reps`` times. For each run, over ``--blocks`` blocks of ``--block`` steps:
-  the CPU time per step of every thread of every rank (``/proc/<pid>/task/*/schedstat``, ns),
+  the wall time of a step (heat's own ``--report``: exchange + update + poll, the slowest
+  rank's mean, and of that the poll's, which is mostly waiting for the slower rank) and the
+  CPU time per step of every thread of every rank (``/proc/<pid>/task/*/schedstat``, ns),
   split into the ranks' main threads (the simulation, the poll included) and all their other
-  threads (the kernel's, ZeroMQ's, MPI's), and the wall time of a step (heat's own
-  ``--report``: exchange + update + poll, the slowest rank's mean). Reported: medians over the
-  reps, and the ratios to the run without a kernel. CPU time is what a kernel takes from the
-  simulation on a machine whose cores it fills; on a shared machine it is also far less noisy
-  than wall time, which other processes' load moves by more than the costs measured here;
+  threads (the kernel's, ZeroMQ's, MPI's). Reported: medians over the reps, the ratios to the
+  run without a kernel (on a shared machine, other processes move both by more than the
+  costs measured here), and the **kernel's share** of a step: the poll's own cost (next item)
+  plus the kernel threads' CPU per step and rank, over the step time without a kernel;
 - the collective poll alone: ``benchmarks/insitu_poll.c`` (built with mpicc) calls
   ``ksdk_poll`` ``--polls`` times on every rank, then as many bare 8-byte ``MPI_Bcast`` (the
   poll's floor), 7 rounds alternately; the minimum and median ns per call;
@@ -158,7 +159,7 @@ def step_costs(binary: Path, args: argparse.Namespace) -> dict[str, Any]:
     steps = args.block * args.blocks
     wall: dict[str, list[float]] = {c: [] for c in CONFIGS}
     poll_us: dict[str, list[float]] = {c: [] for c in CONFIGS}
-    share: dict[str, list[float]] = {c: [] for c in CONFIGS}
+    threads_us: dict[str, list[float]] = {c: [] for c in CONFIGS}
     main_us: dict[str, list[float]] = {c: [] for c in CONFIGS}
     other_us: dict[str, list[float]] = {c: [] for c in CONFIGS}
     for _ in range(args.reps):
@@ -176,10 +177,7 @@ def step_costs(binary: Path, args: argparse.Namespace) -> dict[str, Any]:
                 main, other, _ = cpu_split(pids, before, after)
                 wall[config].append(statistics.median(s for s, _ in got))
                 poll_us[config].append(statistics.median(p for _, p in got))
-                # The kernel's share of a step on a rank: its poll (wall time, the slowest
-                # rank's) and its threads' CPU (the mean rank's), of the step's wall time.
-                own = poll_us[config][-1] + 1e6 * sum(other) / len(pids) / steps
-                share[config].append(own / wall[config][-1])
+                threads_us[config].append(1e6 * sum(other) / len(pids) / steps)
                 # Per step, summed over the ranks (the whole job's CPU for one step).
                 main_us[config].append(1e6 * sum(main) / steps)
                 other_us[config].append(1e6 * sum(other) / steps)
@@ -188,8 +186,8 @@ def step_costs(binary: Path, args: argparse.Namespace) -> dict[str, Any]:
     med = {
         c: {
             "wall_step_us": statistics.median(wall[c]),
-            "poll_us": statistics.median(poll_us[c]),
-            "kernel_share": statistics.median(share[c]),
+            "poll_wall_us": statistics.median(poll_us[c]),
+            "threads_cpu_us_per_rank": statistics.median(threads_us[c]),
             "main_cpu_us": statistics.median(main_us[c]),
             "other_cpu_us": statistics.median(other_us[c]),
             "total_cpu_us": statistics.median(
@@ -209,10 +207,9 @@ def step_costs(binary: Path, args: argparse.Namespace) -> dict[str, Any]:
         "ratio_to_no_kernel": ratios,
         "runs": {
             "wall_step_us": wall,
-            "poll_us": poll_us,
+            "poll_wall_us": poll_us,
             "main_cpu_us": main_us,
             "other_cpu_us": other_us,
-            "kernel_share": share,
         },
     }
 
@@ -327,21 +324,30 @@ def main() -> None:
         idle = idle_and_latency(binary, args)
     load = f"load {load0:.1f} -> {os.getloadavg()[0]:.1f}"
     print(f"in-situ heat, {args.ranks} ranks, {args.nx}x{args.nx}, {args.reps} reps, {load}")
+    p, b = poll["poll_ns"], poll["bcast_ns"]
+    # What a kernel takes from each rank's step: its poll (the microbenchmark's median, which
+    # heat's own poll time cannot show: that is mostly waiting for the slower rank, which the
+    # next halo exchange would wait without a kernel) and its threads' CPU.
+    base_step = costs["median"]["no kernel"]["wall_step_us"]
+    shares = {
+        c: (p["median"] / 1000 + costs["median"][c]["threads_cpu_us_per_rank"]) / base_step
+        for c in CONFIGS[1:]
+    }
     print(
-        f"  {'per step':20s} {'wall':>10s} {'poll':>10s} {'main CPU':>10s} {'other CPU':>10s}"
-        f" {'kernel share':>13s}"
+        f"  {'per step':20s} {'wall':>10s} {'main CPU':>10s} {'other CPU':>10s}"
+        f" {'poll wait':>10s} {'kernel share':>13s}"
     )
     for config, m in costs["median"].items():
         print(
-            f"  {config:20s} {m['wall_step_us']:8.1f}us {m['poll_us']:8.2f}us "
-            f"{m['main_cpu_us']:8.1f}us {m['other_cpu_us']:8.2f}us {100 * m['kernel_share']:12.3f}%"
+            f"  {config:20s} {m['wall_step_us']:8.1f}us {m['main_cpu_us']:8.1f}us "
+            f"{m['other_cpu_us']:8.2f}us {m['poll_wall_us']:8.1f}us "
+            f"{100 * shares.get(config, 0.0):12.3f}%"
         )
     for config, r in costs["ratio_to_no_kernel"].items():
         print(
             f"  {config:20s} x{r['wall_step_us']:.4f} wall, x{r['total_cpu_us']:.4f} CPU "
             "(of the run without a kernel)"
         )
-    p, b = poll["poll_ns"], poll["bcast_ns"]
     print(
         f"  collective ksdk_poll, idle    min {p['min']:.0f} ns, median {p['median']:.0f} ns "
         f"(MPI_Bcast alone: min {b['min']:.0f} ns, median {b['median']:.0f} ns)"
@@ -354,7 +360,8 @@ def main() -> None:
         f"  execute -> cell start         p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, "
         f"max {lat['max']:.1f} ms; poll interval {idle['poll_interval_ms']:.1f} ms"
     )
-    print(json.dumps({"ranks": args.ranks, **costs, **poll, **idle}))
+    summary = {"ranks": args.ranks, **costs, **poll, **idle, "kernel_share": shares}
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,11 @@ rank's host thread claims it in ``poll``.
   it, so every other rank's k-th cell is rank 0's k-th claimed cell.
 * Every other rank's ``poll`` receives that count and, if it grew, waits until its kernel
   thread has received the cell (it is on its way: rank 0 sent it when claiming) and claims it.
+* A C host (the C API's ``ksdk_poll``) makes the broadcast itself, from C, with the host's
+  ``MPI_Bcast`` (:meth:`MpiEmbeddedKernel.broadcast_handles`), and calls into Python only
+  when a cell is to run: rank 0 when one waits (``on_pending_changed``), another rank when the
+  count it received has grown (:meth:`MpiEmbeddedKernel.poll_received`). Python and C make the
+  same broadcast on the same communicator, so either may make it on any rank at any step.
 * On each rank the host thread then runs the cell's blocking work (what
   :meth:`~kernelsdk.ExecuteContext.run_blocking` is given) until the cell ends; rank 0's cell
   ends when every rank has reported back, so rank 0 leaves ``poll`` after all the others.
