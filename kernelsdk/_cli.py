@@ -414,7 +414,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     cls = load_kernel(args.kernel, hint=args.kernel_class)
     if (slurm_settings := os.environ.get("KERNELSDK_SLURM")) is not None:
-        # A kernel in a job of the Slurm provisioner: walltime warning, idle limit.
+        # A kernel in a job of the Slurm provisioner: walltime warning, idle limit, and a
+        # restart in the job.
         from .slurm._job import job_kernel
 
         cls = job_kernel(cls, slurm_settings)
@@ -431,14 +432,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
             output=OutputMode(args.mpi_output),
             watch_parent=args.watch_parent,
         )
-        return 0
-    run_kernel(
-        cls,
-        args.connection_file,
-        packer=args.packer,
-        log_level=args.log_level,
-        watch_parent=args.watch_parent,
-    )
+    else:
+        run_kernel(
+            cls,
+            args.connection_file,
+            packer=args.packer,
+            log_level=args.log_level,
+            watch_parent=args.watch_parent,
+        )
+    if slurm_settings is not None:
+        from .slurm._job import exit_status
+
+        return exit_status()
     return 0
 
 

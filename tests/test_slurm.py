@@ -28,6 +28,7 @@ from slurm_cluster import SlurmCluster, missing
 from kernelsdk.slurm._sbatch import (
     CONNECTION_VAR,
     IDLE_COMMENT,
+    RESTART_STATUS,
     SlurmError,
     batch_script,
     has_option,
@@ -104,8 +105,9 @@ def start(slurm: SlurmCluster) -> Iterator[Callable[[str], tuple[KernelManager, 
 
 
 def reconnect(km: KernelManager, kc: BlockingKernelClient) -> BlockingKernelClient:
-    """A client of the restarted kernel: a new job listens elsewhere, and a KernelClient keeps
-    the address it was made with (JupyterLab's server reconnects by itself)."""
+    """A client of the restarted kernel: it listens at new ports (in a new job, or in the same
+    one), and a KernelClient keeps the address it was made with (JupyterLab's server
+    reconnects by itself)."""
     kc.stop_channels()
     kc = km.client()
     kc.start_channels()
@@ -217,9 +219,9 @@ def test_batch_script_keeps_secrets_off_command_lines() -> None:
     script = batch_script(["/x/python", "-m", "kernelsdk", "run", "a b", "-f", "{connection_file}"])
     assert f"printf '%s' \"${CONNECTION_VAR}\"" in script
     assert f"unset {CONNECTION_VAR}" in script
-    assert script.rstrip().endswith(
-        "/x/python -m kernelsdk run 'a b' -f \"$kernel_dir/connection.json\""
-    )
+    assert "\n    /x/python -m kernelsdk run 'a b' -f \"$kernel_dir/connection.json\"\n" in script
+    # The kernel runs in a loop: a restart (its distinct status) starts a fresh one.
+    assert f'[ "$status" -eq {RESTART_STATUS} ] || exit "$status"' in script
     assert has_option(["--output=x"], "--output", "-o")
     assert has_option(["-ox"], "--output", "-o")
     assert not has_option(["--outputs"], "--output")
@@ -320,20 +322,54 @@ def test_interrupt(start: Callable[[str], tuple[KernelManager, Any]]) -> None:
         assert run(kc, "print(6 * 7)")[1]["stdout"] == "42\n"
 
 
-def test_restart_is_a_new_job(
-    slurm: SlurmCluster, start: Callable[[str], tuple[KernelManager, Any]]
+@pytest.mark.parametrize(
+    ("name", "set_global", "read_global", "fresh"),
+    [
+        # The echo kernel has no variables: its execution count is what a fresh kernel resets.
+        ("echo-slurm", "one", "two", None),
+        (
+            "lua54-slurm-mpi2",
+            "x = mpi.rank + 1",
+            'print(x, os.getenv("SLURM_JOB_ID"))',
+            ["[rank 0] nil\t{job}", "[rank 1] nil\t{job}"],
+        ),
+    ],
+)
+def test_restart_keeps_the_job(
+    slurm: SlurmCluster,
+    start: Callable[[str], tuple[KernelManager, Any]],
+    name: str,
+    set_global: str,
+    read_global: str,
+    fresh: list[str] | None,
 ) -> None:
-    km, kc = start("lua54-slurm")
-    run(kc, "x = 1")
-    first = job_of(km)
+    km, kc = start(name)
+    job = job_of(km)
+    assert run(kc, set_global)[0]["execution_count"] == 1
+    before = km.get_connection_info()
     km.restart_kernel()
-    second = job_of(km)
-    assert second != first
+    # The same job, alone in squeue, runs a fresh kernel (all its ranks) at new ports.
+    assert job_of(km) == job
+    assert slurm.jobs() == [job]
+    after = km.get_connection_info()
+    assert after["shell_port"] != before["shell_port"] or after["hb_port"] != before["hb_port"]
     kc = reconnect(km, kc)
-    _, streams = run(kc, 'print(x, os.getenv("SLURM_JOB_ID"))')
-    assert streams["stdout"] == f"nil\t{second}\n"
+    reply, streams = run(kc, read_global)
+    assert reply["status"] == "ok", reply
+    assert reply["execution_count"] == 1
+    if fresh is not None:
+        assert sorted(streams["stdout"].splitlines()) == [line.format(job=job) for line in fresh]
+    # Again: the job keeps its allocation across restarts.
+    km.restart_kernel()
+    assert job_of(km) == job
+    kc = reconnect(km, kc)
+    assert run(kc, set_global)[0]["execution_count"] == 1
     kc.stop_channels()
-    wait_until(lambda: first not in slurm.jobs())
+    # Shutdown after a restart leaves no job.
+    km.shutdown_kernel()
+    assert not km.is_alive()
+    wait_until(lambda: job not in slurm.jobs())
+    assert not slurm.jobs()
 
 
 def test_a_job_cancelled_from_outside_is_dead_and_stays_so(

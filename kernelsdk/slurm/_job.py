@@ -11,6 +11,10 @@ job). On rank 0 only (every process of a single-process kernel):
   to :data:`~kernelsdk.slurm._sbatch.IDLE_COMMENT` (which the provisioner reads to say why the
   kernel ended) and cancels itself, freeing its nodes. This holds even when the Jupyter server
   is gone.
+
+On every rank, a ``shutdown_request`` with ``restart: true`` makes the process end with
+:data:`~kernelsdk.slurm._sbatch.RESTART_STATUS` (:func:`exit_status`): the job script then
+starts a fresh kernel in the same job.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from ._sbatch import IDLE_COMMENT, parse_time_left
+from ._sbatch import IDLE_COMMENT, RESTART_STATUS, parse_time_left
 
 if TYPE_CHECKING:
     from .._context import ExecuteContext
@@ -32,6 +36,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("kernelsdk.slurm")
 
 _COMMAND_TIMEOUT: Final = 30
+
+# Whether this process's kernel was asked to restart (see exit_status).
+_restart_asked = False
+
+
+def exit_status() -> int:
+    """The status for ``python -m kernelsdk run`` to end with once its kernel has stopped:
+    :data:`~kernelsdk.slurm._sbatch.RESTART_STATUS` if it was asked to restart, else 0."""
+    return RESTART_STATUS if _restart_asked else 0
 
 
 def _rank() -> int:
@@ -135,17 +148,19 @@ class JobWatch:
 
 def job_kernel(cls: type[BaseKernel], settings: str) -> type[BaseKernel]:
     """``cls`` with the walltime warning and the idle limit of the job whose settings are the
-    JSON ``settings`` (``idle_timeout``, ``walltime_warning``, in seconds; 0 for none)."""
+    JSON ``settings`` (``idle_timeout``, ``walltime_warning``, in seconds; 0 for none), and
+    which notes a restart request for :func:`exit_status`. ``cls`` itself outside a job."""
+    job_id = os.environ.get("SLURM_JOB_ID", "")
+    if not job_id:
+        return cls
     try:
         values: dict[str, Any] = json.loads(settings)
         idle_timeout = float(values.get("idle_timeout") or 0)
         walltime_warning = float(values.get("walltime_warning") or 0)
     except (ValueError, TypeError, AttributeError) as exc:
         log.error("ignoring bad Slurm job settings %r: %s", settings, exc)
-        return cls
-    job_id = os.environ.get("SLURM_JOB_ID", "")
-    if not job_id or (idle_timeout <= 0 and walltime_warning <= 0):
-        return cls
+        idle_timeout = walltime_warning = 0.0
+    watched = idle_timeout > 0 or walltime_warning > 0
 
     class SlurmJobKernel(cls):  # type: ignore[valid-type,misc]
         __doc__ = cls.__doc__
@@ -153,7 +168,9 @@ def job_kernel(cls: type[BaseKernel], settings: str) -> type[BaseKernel]:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._slurm_watch = (
-                JobWatch(job_id, idle_timeout, walltime_warning) if _rank() == 0 else None
+                JobWatch(job_id, idle_timeout, walltime_warning)
+                if watched and _rank() == 0
+                else None
             )
 
         async def do_execute(self, code: str, ctx: ExecuteContext) -> Any:
@@ -167,6 +184,11 @@ def job_kernel(cls: type[BaseKernel], settings: str) -> type[BaseKernel]:
                 return await super().do_execute(code, ctx)
             finally:
                 watch.cell_ended()
+
+        async def do_shutdown(self, restart: bool) -> None:
+            global _restart_asked
+            _restart_asked = restart
+            await super().do_shutdown(restart)
 
     SlurmJobKernel.__name__ = cls.__name__
     SlurmJobKernel.__qualname__ = cls.__qualname__

@@ -19,10 +19,20 @@ While the kernel runs, :meth:`~SlurmProvisioner.poll` notices at once when its p
 connection to the kernel's heartbeat port drops: ``scancel``, a crash, the walltime) and asks
 squeue every :attr:`~SlurmProvisioner.status_interval` seconds otherwise (a node that died
 silently). Shutdown sends ``shutdown_request``; a job still there after the grace period is
-cancelled, and :meth:`~SlurmProvisioner.cleanup` cancels whatever is left. Restart is a new job
-(the old one ends first). A job that was cancelled, reached its time limit or ended itself for
-being idle is not resubmitted by jupyter_client's automatic restarter (the kernel is reported
-dead, and a restart by the user submits a new job); one whose kernel crashed is.
+cancelled, and :meth:`~SlurmProvisioner.cleanup` cancels whatever is left.
+
+A restart (``shutdown_request`` with ``restart: true``) keeps the job and its allocation: the
+kernel ends with :data:`~._sbatch.RESTART_STATUS`, the job script starts a fresh kernel (with an
+MPI variant, the whole ``mpiexec``/``srun`` command: every rank), and the next
+:meth:`~SlurmProvisioner.launch_kernel` waits for its registration with the same registrar
+(kept open for the job's life) instead of calling sbatch: new ports, same job id. If the job
+ended with its kernel instead, or the fresh kernel does not register within
+:attr:`~SlurmProvisioner.start_timeout`, a log line says so and a new job is submitted. A
+forced restart (``restart_kernel(now=True)``) cancels the job and submits a new one.
+
+A job that was cancelled, reached its time limit or ended itself for being idle is not
+resubmitted by jupyter_client's automatic restarter (the kernel is reported dead, and a
+restart by the user submits a new job); one whose kernel crashed is.
 """
 
 from __future__ import annotations
@@ -128,6 +138,17 @@ class SlurmProvisioner(KernelProvisionerBase):
     # Whether the next launch is the restarter's after a deliberate end: it stays dead.
     _stay_dead = False
     _shutdown_asked = False
+    # A restart was asked while the job ran: its kernel is expected to end and the job to
+    # start a fresh one.
+    _restart_in_job = False
+    # The kernel ended for a restart and its job runs on: the next launch waits for the fresh
+    # kernel's registration.
+    _relaunch = False
+    # The job's registrar (open while the job may register again) and the kernel's CurveZMQ
+    # key pair (empty without CurveZMQ).
+    _registrar: Registrar | None = None
+    _public = b""
+    _secret = b""
     _last_status = 0.0
     _context: zmq.Context[Any] | None = None
     _watch: zmq.Socket[Any] | None = None
@@ -178,6 +199,10 @@ class SlurmProvisioner(KernelProvisionerBase):
                 self._end_description(),
             )
             return self.connection_info
+        if self._relaunch and self.job_id is not None and self._registrar is not None:
+            info = await self._launch_in_job(self.job_id, self._registrar)
+            if info is not None:
+                return info
         self._reset()
         km = self.parent
         if km is None:
@@ -233,8 +258,47 @@ class SlurmProvisioner(KernelProvisionerBase):
                 await self._cancel_quietly(job_id)
                 self.job_id = None
                 raise
-        finally:
+        except BaseException:
             registrar.close()
+            raise
+        # Open while the job runs: a restart in the job registers here again.
+        self._registrar = registrar
+        self._public, self._secret = public, secret
+        return await self._connect(job_id, registration, address)
+
+    async def _launch_in_job(
+        self, job_id: str, registrar: Registrar
+    ) -> KernelConnectionInfo | None:
+        """Wait for the fresh kernel of a restart in the job; its connection info, or None
+        (logged) when the job ended or the kernel did not register in time (then the job is
+        cancelled): a new job is to be submitted."""
+        self._unwatch()
+        self._relaunch = self._restart_in_job = self._shutdown_asked = False
+        self._exit = self._end = None
+        self._last_status = 0.0
+        try:
+            registration, address = await self._wait_for_kernel(registrar, job_id)
+        except SlurmError as exc:
+            self.log.warning(
+                "Kernel %s did not restart in its Slurm job, submitting a new job: %s",
+                self.kernel_id,
+                exc,
+            )
+            await self._cancel_quietly(job_id)
+            return None
+        except BaseException:
+            await self._cancel_quietly(job_id)
+            self._reset()
+            raise
+        self.log.info("Kernel %s restarted in Slurm job %s", self.kernel_id, job_id)
+        return await self._connect(job_id, registration, address)
+
+    async def _connect(self, job_id: str, registration: Any, address: str) -> KernelConnectionInfo:
+        """The connection info of the kernel that registered; watch its heartbeat port."""
+        km = self.parent
+        if km is None:
+            raise ConfigError("the Slurm provisioner runs under a jupyter_client KernelManager")
+        jsession = cast(JupyterSession, km.session)
         ip = address or await self._job_host(job_id)
         ports = registration.ports
         connection: dict[str, Any] = {
@@ -242,15 +306,15 @@ class SlurmProvisioner(KernelProvisionerBase):
             "ip": ip,
             **{name: ports[name] for name in PORT_NAMES},
             # Bytes, as the manager holds it (it compares them when it writes its file).
-            "key": key,
-            "signature_scheme": scheme,
-            "kernel_name": registration_info.kernel_name,
+            "key": bytes(jsession.key),
+            "signature_scheme": str(jsession.signature_scheme),
+            "kernel_name": self._kernel_name(),
         }
-        if curve:
-            connection["curve_publickey"] = public.decode()
-            connection["curve_secretkey"] = secret.decode()
+        if self._secret:
+            connection["curve_publickey"] = self._public.decode()
+            connection["curve_secretkey"] = self._secret.decode()
         self.connection_info = cast(KernelConnectionInfo, connection)
-        self._watch_kernel(ip, ports["hb_port"], public, secret)
+        self._watch_kernel(ip, ports["hb_port"], self._public, self._secret)
         self.log.info("Kernel %s runs in Slurm job %s at %s", self.kernel_id, job_id, ip)
         return self.connection_info
 
@@ -407,6 +471,17 @@ class SlurmProvisioner(KernelProvisionerBase):
             if not dropped:
                 return None
             status = JobStatus("UNKNOWN")
+        if dropped and self._restart_in_job:
+            if status is not None and status.state == "RUNNING":
+                # The kernel ended for a restart; the job starts a fresh one.
+                self._relaunch = True
+                self._exit = 0
+                return self._exit
+            self.log.info(
+                "Slurm job %s ended with its kernel (%s): the restart submits a new job",
+                self.job_id,
+                "gone" if status is None else status.describe(),
+            )
         if dropped:
             # The kernel's process has ended; wait a little for the job's final state, which
             # says why.
@@ -489,31 +564,39 @@ class SlurmProvisioner(KernelProvisionerBase):
         if self._exit is not None and self._deliberate_end() and not self._shutdown_asked:
             self._stay_dead = True
         if self.job_id is not None and self._exit is None:
+            self._restart_in_job = False
             await self._cancel_quietly(self.job_id)
 
     async def terminate(self, restart: bool = False) -> None:
         """Cancel the job (it has not ended within half the grace period)."""
         if self.job_id is not None and self._exit is None:
             self.log.info("Cancelling Slurm job %s: its kernel did not exit", self.job_id)
+            self._restart_in_job = False
             await self._cancel_quietly(self.job_id)
 
     async def shutdown_requested(self, restart: bool = False) -> None:
-        """A shutdown (or a user's restart) was asked for: the kernel is expected to end."""
+        """A shutdown (or a user's restart) was asked for: the kernel is expected to end (and,
+        for a restart, its job to start a fresh one)."""
         await super().shutdown_requested(restart=restart)
         self._shutdown_asked = True
         self._stay_dead = False
+        self._restart_in_job = restart and self.job_id is not None and self._exit is None
 
     def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:
         """At least 10 s: an MPI kernel's ranks finish and the job's step ends."""
         return max(recommended, 10.0)
 
     async def cleanup(self, restart: bool = False) -> None:
-        """Cancel the job if it is still there; forget it (unless it stays dead)."""
+        """Cancel the job if it is still there; forget it (unless it stays dead, or runs on
+        for a restart in the job)."""
         self._unwatch()
         job_id = self.job_id
         if job_id is None:
             return
-        if self._exit is None:
+        if restart and self._relaunch:
+            return
+        if self._exit is None or self._relaunch:
+            self._relaunch = False
             await self._cancel_quietly(job_id)
         elif (
             self._shutdown_asked
@@ -522,6 +605,7 @@ class SlurmProvisioner(KernelProvisionerBase):
         ):
             # A clean end: its output has nothing to keep.
             (self._log_dir() / f"kernel-{job_id}.log").unlink(missing_ok=True)
+        self._close_registrar()
         if not (restart and self._stay_dead):
             self.job_id = None
 
@@ -531,13 +615,21 @@ class SlurmProvisioner(KernelProvisionerBase):
         except SlurmError as exc:
             self.log.error("scancel %s failed: %s", job_id, exc)
 
+    def _close_registrar(self) -> None:
+        if self._registrar is not None:
+            self._registrar.close()
+            self._registrar = None
+
     def _reset(self) -> None:
         self._unwatch()
+        self._close_registrar()
         self.job_id = None
         self._exit = None
         self._end = None
         self._stay_dead = False
         self._shutdown_asked = False
+        self._restart_in_job = False
+        self._relaunch = False
         self._last_status = 0.0
 
     def _kernel_name(self) -> str:

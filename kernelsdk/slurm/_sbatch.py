@@ -13,6 +13,13 @@ What a job receives and how:
   owner, root and the SlurmUser can read them (``scontrol show job -d``, ``scontrol write
   batch_script``), nobody else;
 * the non-secret job settings (idle limit, walltime warning) are in :data:`SETTINGS_VAR`.
+
+The script runs the kernel in a loop: a kernel asked to restart (``shutdown_request`` with
+``restart: true``) ends with :data:`RESTART_STATUS`, and the script starts a fresh kernel from
+the same registration file, which registers again with the provisioner's registrar (new ports,
+same job, same allocation). With an MPI variant the whole ``mpiexec``/``srun`` command is the
+kernel: every rank ends and all start again. Any other end of the kernel ends the job with the
+kernel's status.
 """
 
 from __future__ import annotations
@@ -32,6 +39,9 @@ from .._exceptions import KernelSDKError
 CONNECTION_VAR: Final = "KERNELSDK_SLURM_CONNECTION"
 #: The job-side settings (JSON: idle_timeout, walltime_warning) for ``python -m kernelsdk run``.
 SETTINGS_VAR: Final = "KERNELSDK_SLURM"
+#: The exit status of a kernel in a job that was asked to restart (every rank's, so that
+#: ``mpiexec`` and ``srun`` end with it too): the job script starts a fresh kernel.
+RESTART_STATUS: Final = 75
 #: What the job sets as its comment before it ends itself for being idle.
 IDLE_COMMENT: Final = "kernelsdk: idle limit"
 
@@ -56,22 +66,33 @@ ACTIVE_STATES: Final = frozenset(
 
 _PLACEHOLDER: Final = "{connection_file}"
 
-# Where the job writes the connection file: private to the job, removed when it ends.
+# Where the job writes the registration file: private to the job, removed when it ends. Each
+# kernel starts from a copy (a kernel that has registered writes its ports over its file).
 _SCRIPT_HEAD: Final = f"""\
 #!/bin/bash
-# Written by kernelsdk's Slurm kernel provisioner: one Jupyter kernel in this job.
+# Written by kernelsdk's Slurm kernel provisioner: one Jupyter kernel in this job, started
+# again in the job when it ends with status {RESTART_STATUS} (a restart).
 umask 077
 kernel_dir=$(mktemp -d "${{TMPDIR:-/tmp}}/kernelsdk-slurm-$SLURM_JOB_ID-XXXXXX") || exit 1
 trap 'rm -rf "$kernel_dir"' EXIT
 # printf is a shell builtin: the key never appears on a command line.
-printf '%s' "${CONNECTION_VAR}" > "$kernel_dir/connection.json"
+printf '%s' "${CONNECTION_VAR}" > "$kernel_dir/registration.json"
 unset {CONNECTION_VAR} JPY_PARENT_PID
+while :; do
+    cp "$kernel_dir/registration.json" "$kernel_dir/connection.json" || exit 1
+"""
+
+_SCRIPT_TAIL: Final = f"""\
+    status=$?
+    [ "$status" -eq {RESTART_STATUS} ] || exit "$status"
+    echo "kernelsdk: the kernel restarts in Slurm job $SLURM_JOB_ID" >&2
+done
 """
 
 
 def batch_script(argv: Sequence[str]) -> str:
     """The job script that runs ``argv`` with ``{connection_file}`` replaced by the file it
-    writes from :data:`CONNECTION_VAR`."""
+    writes from :data:`CONNECTION_VAR`, again each time it ends with :data:`RESTART_STATUS`."""
     words = []
     for arg in argv:
         pieces = arg.split(_PLACEHOLDER)
@@ -79,8 +100,8 @@ def batch_script(argv: Sequence[str]) -> str:
             '"$kernel_dir/connection.json"'.join(shlex.quote(p) if p else "" for p in pieces)
             or "''"
         )
-    # Not exec: the trap removes the directory when the kernel ends.
-    return _SCRIPT_HEAD + " ".join(words) + "\n"
+    # Not exec: the loop restarts the kernel, and the trap removes the directory at the end.
+    return _SCRIPT_HEAD + "    " + " ".join(words) + "\n" + _SCRIPT_TAIL
 
 
 def has_option(args: Sequence[str], *names: str) -> bool:
