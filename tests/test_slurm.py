@@ -372,6 +372,28 @@ def test_restart_keeps_the_job(
     assert not slurm.jobs()
 
 
+def test_restart_of_a_job_gone_meanwhile_submits_a_new_one(
+    slurm: SlurmCluster,
+    start: Callable[[str], tuple[KernelManager, Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    km, kc = start("echo-slurm")
+    job = job_of(km)
+    # restart_kernel() is these two steps; the job is cancelled between them.
+    km.shutdown_kernel(restart=True)
+    assert job_of(km) == job  # kept for the restart in the job
+    subprocess.run(["scancel", job], check=True, env=slurm.env)
+    wait_until(lambda: job not in slurm.jobs())
+    km.start_kernel()
+    assert job_of(km) != job
+    assert f"did not restart in its Slurm job, submitting a new job: Slurm job {job}" in (
+        caplog.text
+    )
+    kc = reconnect(km, kc)
+    assert run(kc, "again")[1]["stdout"] == "again\n"
+    kc.stop_channels()
+
+
 def test_a_job_cancelled_from_outside_is_dead_and_stays_so(
     slurm: SlurmCluster, start: Callable[[str], tuple[KernelManager, Any]]
 ) -> None:

@@ -278,6 +278,13 @@ class SlurmProvisioner(KernelProvisionerBase):
         self._last_status = 0.0
         try:
             registration, address = await self._wait_for_kernel(registrar, job_id)
+            # A registration may have come just before the job was cancelled.
+            status = await job_status(job_id)
+            if status is None or status.state != "RUNNING":
+                raise SlurmError(
+                    f"Slurm job {job_id} "
+                    + ("is gone" if status is None else f"ended: {status.describe()}")
+                )
         except SlurmError as exc:
             self.log.warning(
                 "Kernel %s did not restart in its Slurm job, submitting a new job: %s",
