@@ -66,6 +66,10 @@ class _Finished(Generic[T]):
         return cast(T, self._value)  # set by a call that returned
 
 
+#: How often a call waiting to interleave asks the holder again to pause (seconds).
+_PREEMPT_AGAIN = 0.05
+
+
 class _Turns:
     """Whose turn it is to use the native runtime, across worker threads (a runner with
     ``preempt``): one holder at a time; the calls it paused at a safe point, innermost last;
@@ -93,7 +97,16 @@ class _Turns:
             preempt()  # outside the lock: the runtime's hook may be pausing (taking it) now
         with self._cond:
             while self._holder is not output:
-                self._cond.wait()
+                if self._cond.wait(_PREEMPT_AGAIN) or not output.interleaves:
+                    continue
+                # Still waiting: the holder may have been where it cannot be asked when
+                # preempt ran (between two resumptions of its code, in a host call), and
+                # preempt asks only what runs now. Ask again, outside the lock.
+                self._cond.release()
+                try:
+                    preempt()
+                finally:
+                    self._cond.acquire()
 
     def release(self, output: NativeOutput) -> None:
         with self._cond:
