@@ -7,11 +7,14 @@ the Lua kernel's os.execute, and an MPI variant on 4 ranks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -87,16 +90,22 @@ def test_a_hundred_mebibytes_from_a_subprocess(capturing: BlockingKernelClient) 
 
 
 def test_a_background_process_holding_stdout_does_not_hang_the_kernel(
-    capturing: BlockingKernelClient,
+    capturing: BlockingKernelClient, tmp_path: Path
 ) -> None:
-    # The shell returns at once; its child keeps the captured stdout open for 30 s.
-    reply, _ = run(capturing, "sh (sleep 30; echo late) > /dev/stdout &")
+    pid_file = tmp_path / "holder.pid"
+    # The shell returns at once; its background child keeps the captured stdout open for 30 s.
+    reply, _ = run(capturing, f"sh sleep 30 & echo $! > {pid_file}")
     assert reply["content"]["status"] == "ok"
-    reply, messages = run(capturing, "print next cell")
-    assert reply["content"]["status"] == "ok"
-    assert streams(messages, "stdout") == "next cell\n"
-    # Clean up the sleeper now rather than leave it to the end of the session.
-    subprocess.run(["pkill", "-f", "sleep 30"], check=False)
+    holder = int(pid_file.read_text())
+    try:
+        os.kill(holder, 0)  # still running, still holding the pipe
+        reply, messages = run(capturing, "print next cell")
+        assert reply["content"]["status"] == "ok"
+        assert streams(messages, "stdout") == "next cell\n"
+    finally:
+        # This sleeper only (a pattern kill could hit another test's processes).
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(holder, signal.SIGKILL)
 
 
 def test_without_capture_the_descriptors_are_left_alone(capture_env: JupyterEnv) -> None:
