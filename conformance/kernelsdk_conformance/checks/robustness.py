@@ -300,6 +300,10 @@ def _fuzz_unlocked(ctx: Context, kc: KernelClient) -> int:
     sent = 0
     recent: list[tuple[str, list[bytes]]] = []
     died_after: list[int] = []
+    # What went wrong on the client's side while sending. Kept here rather than raised into
+    # hypothesis: it would replay the example, and a send that failed once (a timeout on a
+    # loaded machine) but not on the replay becomes a FlakyFailure that hides the cause.
+    broke: list[tuple[int, BaseException]] = []
 
     @settings(
         max_examples=budget,
@@ -311,7 +315,7 @@ def _fuzz_unlocked(ctx: Context, kc: KernelClient) -> int:
     @given(messages)
     def send_one(item: tuple[str, tuple[str, list[bytes]]]) -> None:
         nonlocal sent
-        if died_after:
+        if died_after or broke:
             return
         channel, (kind, parts) = item
         if kind == "signed":
@@ -323,23 +327,31 @@ def _fuzz_unlocked(ctx: Context, kc: KernelClient) -> int:
             frames = parts
         if not frames:
             frames = [b""]
-        kc.send_frames(channel, frames)
-        sent += 1
         recent.append((channel, frames))
         del recent[:-5]
-        time.sleep(0.005)
-        if not kc.alive():
-            died_after.append(sent)
+        try:
+            kc.send_frames(channel, frames)
+            sent += 1
+            time.sleep(0.005)
+            if not kc.alive():
+                died_after.append(sent)
+        except Exception as exc:  # raised below, after hypothesis, with the message sent
+            broke.append((sent + 1, exc))
 
     send_one()
     if not died_after and kc.wait_exit(0.3):
         died_after.append(sent)
+    shown = "; ".join(f"{ch}: {frames!r}"[:300] for ch, frames in recent[-5:])
     if died_after:
-        shown = "; ".join(f"{ch}: {frames!r}"[:300] for ch, frames in recent)
         raise Fail(
             f"the kernel died during fuzzing, after message {died_after[0]}; the last ones "
             f"sent: {shown}"
         )
+    if broke:
+        number, exc = broke[0]
+        if isinstance(exc, NoReply):  # the kernel took no message for the whole timeout
+            raise Fail(f"fuzzed message {number}: {exc}; the last ones sent: {shown}")
+        raise exc  # the client's own trouble: the check's error, with its traceback
     # Answers and input replies of fuzzed requests: read and forget (they are logged).
     time.sleep(0.2)
     for channel in ("shell", "control", "stdin"):
