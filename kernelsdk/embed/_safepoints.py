@@ -12,13 +12,23 @@ Two threads meet here: the kernel's Trio thread, which calls the :class:`~kernel
 methods, and the host thread, which calls :meth:`~SafePoints.poll`. One lock and one condition
 variable guard everything they share.
 
-1. The cell's task enters :meth:`~SafePoints.cell`: a :class:`_Cell` joins the waiting queue,
-   and the task sleeps on a Trio event. ``busy`` and ``execute_input`` have already left.
-2. The host's ``poll`` takes the first waiting cell (it is now *claimed*: the host stays in
-   ``poll`` until the cell ends) and wakes its task.
-3. The cell's work comes to the host as jobs: :meth:`~SafePoints.run_blocking` queues a
-   :class:`_Job` on the claimed cell; the host thread runs it and hands its outcome back.
-4. When ``do_execute`` ends, the cell is marked ended and the host returns from ``poll``.
+1. The cell's task enters :meth:`~SafePoints.cell`: a :class:`_Cell` joins the waiting queue
+   (``busy`` and ``execute_input`` have already left) and ``do_execute`` starts at once, on
+   the kernel's thread.
+2. The cell's work comes to the host as jobs: :meth:`~SafePoints.run_blocking` queues a
+   :class:`_Job` on the cell, claimed or not, and the task sleeps until its outcome is back.
+3. The host's ``poll`` takes the first waiting cell (it is now *claimed*: the host stays in
+   ``poll`` until the cell ends) and runs its jobs, in order, as they come.
+4. When ``do_execute`` ends, the cell is marked ended and the host returns from ``poll``. A cell
+   that ends before any host claimed it (it had no blocking work) never reaches the host.
+
+Why ``do_execute`` does not wait for the host before it starts: a cell's first job is then
+already queued when the host reaches its safe point, and runs there at once. Waiting first
+would cost the start of every cell two more hand-offs between the threads (the host wakes the
+kernel's thread, which queues the job and wakes the host), each one a scheduler's and a GIL's
+delay: measured, that was most of a cell's start on a busy machine. What runs at the safe
+point is exactly what :meth:`~kernelsdk.ExecuteContext.run_blocking` is given: ``do_execute``'s
+own code runs on the kernel's thread, which must not touch the host's data anyway.
 
 An interrupt cancels the cell's Trio scope (a cell still waiting is dropped, never run) and
 calls :meth:`~SafePoints.interrupt`, which raises :class:`KeyboardInterrupt` in the host thread
@@ -26,16 +36,23 @@ while a job of this kernel runs there, and only then (see
 :meth:`~kernelsdk.embed._interruptible.InterruptibleCalls.call` for why this is race-free).
 The cell ends with the usual interrupt error; ``poll`` returns normally.
 
-A ``poll`` with nothing to do reads one attribute (a list's truth value) and yields the GIL
-once (see :data:`yield_gil`); a C host, which does not hold the GIL between polls, can skip
-even that with :attr:`SafePoints.on_pending_changed` (a flag of its own).
+A ``poll`` with nothing to do reads one attribute (a list's truth value) and nothing else; a C
+host, which does not hold the GIL between polls, can skip even that with
+:attr:`SafePoints.on_pending_changed` (a flag of its own).
+
+The GIL: a host computing in Python holds it, and the kernel's thread gets it when it has
+waited one switch interval (``sys.getswitchinterval()``, 5 ms): CPython then makes the holder
+hand it over. ``poll`` does not release it "to be nice": a thread that releases and retakes
+the GIL often (``os.sched_yield`` in every poll, as this module once did) restarts every
+waiter's interval each time, and wins the race to retake it; measured on an idle 2-core
+machine, 1 cell in 4 then started 0.1 to 2.3 s late, against 6 ms at most without it.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
-import os
 import threading
 import time
 from collections import deque
@@ -67,21 +84,11 @@ class _Job:
 
 
 class _Cell:
-    """One execution, from the moment it waits for the host until its ``do_execute`` ends."""
+    """One execution, from the moment its ``do_execute`` starts until it ends."""
 
     def __init__(self) -> None:
-        self.claimed = trio.Event()
-        self.jobs: deque[_Job] = deque()
+        self.jobs: deque[_Job] = deque()  # queued, not yet taken by the host
         self.ended = False
-        self.started = False  # claimed by a host thread (under the lock)
-
-
-#: Let the kernel's thread take the GIL if it waits for it. A host computing in Python holds
-#: the GIL for a whole switch interval (5 ms) at a time, and a request needs the kernel thread
-#: to take it several times: measured, cells then started seconds late on a loaded machine,
-#: and within a few ms once every poll yields. ``os.sched_yield`` releases the GIL around
-#: the system call (0.3 us); ``time.sleep(0)`` would too, but sleeps ~80 us on Linux.
-yield_gil: Callable[[], None] = getattr(os, "sched_yield", lambda: time.sleep(0))
 
 
 @final
@@ -106,16 +113,19 @@ class SafePoints:
         self.on_pending_changed: Callable[[bool], None] | None = None
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._waiting: deque[_Cell] = deque()  # not yet claimed, oldest first
+        self._waiting: deque[_Cell] = deque()  # started, not yet claimed, oldest first
         self._token: trio.lowlevel.TrioToken | None = None
         #: The cells' jobs, run on host threads; an interrupt stops them there.
         self.calls = InterruptibleCalls()
         # A claimed cell whose host thread left poll by an exception of its own (a Ctrl-C
         # between two jobs): the next poll goes on with it, or it would wait forever.
         self._orphan: _Cell | None = None
-        # The cell whose do_execute runs (claimed, not ended): cells run one at a time, as
-        # the shell worker handles one execute_request at a time.
-        self._current: _Cell | None = None
+        # The cell of the task that calls run_blocking. A context variable, not an attribute:
+        # a kernel with concurrent subshells runs several do_execute at once, each in a task
+        # of its own (and the tasks it starts inherit it).
+        self._current: contextvars.ContextVar[_Cell | None] = contextvars.ContextVar(
+            f"kernelsdk-safe-points-{id(self):x}", default=None
+        )
         self._closed = False
 
     # -- the kernel thread: the Executor ---------------------------------------------------
@@ -135,31 +145,30 @@ class SafePoints:
             self._changed.notify_all()
         if first:
             self._notify_pending(True)
+        current = self._current.set(cell)
         try:
-            await cell.claimed.wait()  # an interrupt here drops the cell before it runs
-            self._current = cell
             yield
         finally:
+            self._current.reset(current)
             with self._lock:
-                dropped = cell in self._waiting
-                if dropped:
+                unclaimed = cell in self._waiting  # interrupted, or it needed no host
+                if unclaimed:
                     self._waiting.remove(cell)
                 cell.ended = True
-                if self._current is cell:
-                    self._current = None
-                now_empty = dropped and not self._waiting
+                now_empty = unclaimed and not self._waiting
                 self._changed.notify_all()
             if now_empty:
                 self._notify_pending(False)
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the host thread that claimed the running cell.
+        """Run ``fn(*args)`` on the host thread that claims the running cell, at its next
+        safe point (at once if it has claimed it already).
 
         ``fn``'s exception is raised as it is. Interrupted, the call waits for ``fn`` to end
         (the host thread is the one running it: nothing else could run there meanwhile)
         and raises :class:`trio.Cancelled`; a job the host has not taken yet is dropped.
         """
-        cell = self._current
+        cell = self._current.get()
         if cell is None:
             raise RuntimeError("run_blocking of a safe-point kernel runs only inside a cell")
         job = _Job(fn, args)
@@ -197,8 +206,7 @@ class SafePoints:
         """A safe point: run the cells waiting now on the calling thread; return how many ran.
 
         With no cell waiting, waits up to ``timeout`` seconds for one to arrive (0: not at
-        all, the common case in a time-step loop, which then costs an attribute read and a
-        ``sched_yield`` that lets the kernel's thread take the GIL if it waits for it).
+        all, the common case in a time-step loop, which then costs an attribute read).
         Each cell runs to its end; after it, ``poll`` takes the next only if one is already
         waiting (a client's next cell arrives after the reply to this one: it runs at the
         next poll). An exception in a cell never leaves ``poll``: it is the cell's error
@@ -207,7 +215,6 @@ class SafePoints:
         returns 0 at once.
         """
         if not self._waiting and timeout <= 0 and self._orphan is None:
-            yield_gil()
             return 0
         deadline = time.monotonic() + timeout if timeout > 0 else 0.0
         ran = 0
@@ -254,16 +261,9 @@ class SafePoints:
                     return None
                 self._changed.wait(left)
             cell = self._waiting.popleft()
-            cell.started = True
             now_empty = not self._waiting
-            token = self._token
-        assert token is not None  # set by the cell before it waited
         if now_empty:
             self._notify_pending(False)
-        try:
-            token.run_sync_soon(cell.claimed.set)
-        except trio.RunFinishedError:  # the kernel stopped meanwhile: the cell never runs
-            return None
         return cell
 
     def _run_claimed(self, cell: _Cell) -> None:

@@ -22,7 +22,7 @@ import trio
 from .._kernel import BaseKernel
 from ._base import KernelHost, Transport, new_connection_info
 from ._interruptible import WorkerThreads
-from ._safepoints import SafePoints, yield_gil
+from ._safepoints import SafePoints
 
 log = logging.getLogger("kernelsdk.embed")
 
@@ -175,16 +175,12 @@ class EmbeddedKernel(KernelHost):
         """A safe point: run the cells waiting now on this thread; return how many ran.
 
         See :meth:`SafePoints.poll`. Without safe points cells never wait for the host:
-        this only sleeps ``timeout`` (less if the kernel stops), or yields the GIL to the
-        kernel's threads, and returns 0: a host that computes in Python should still call it
-        now and then.
+        this only sleeps ``timeout`` (less if the kernel stops) and returns 0.
         """
         if self.safe_points is not None:
             return self.safe_points.poll(timeout)
         if timeout > 0:
             self._ended.wait(timeout)
-        else:
-            yield_gil()  # the kernel's threads need it to serve (see yield_gil)
         return 0
 
     def serve(self) -> None:
