@@ -13,7 +13,8 @@
   polling once per step (target: one poll interval + 1 ms). Measured with CLOCK_MONOTONIC,
   shared by the two processes; twice: a host whose step is pure Python (it holds the GIL,
   which the kernel's thread gets after one switch interval) and one whose step releases it
-  (hashing, as NumPy or a C extension would compute).
+  (hashing, as NumPy or a C extension would compute); and, as the floor, a kernel without
+  safe points, whose cells start at once on its worker thread.
 
 Connection files go to a temporary runtime dir. A shared machine makes every figure noisy:
 read the medians, and compare within one run.
@@ -158,11 +159,13 @@ def measure_idle(seconds: float) -> dict[str, float]:
     }
 
 
-def measure_start(cells: int, step: Callable[[], None] = python_step) -> dict[str, float]:
+def measure_start(
+    cells: int, step: Callable[[], None] = python_step, safe_points: bool = True
+) -> dict[str, float]:
     started: list[float] = []
     kernel = PythonKernel({"mark": lambda: started.append(time.monotonic())})
     steps: list[float] = []
-    with start_kernel(kernel, "bench-start", safe_points=True) as handle:
+    with start_kernel(kernel, "bench-start", safe_points=safe_points) as handle:
         client = AttachedClient(handle, cells)
         done = threading.Event()
         sends: list[float] = []
@@ -203,6 +206,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "idle": measure_idle(0.2 if tiny else 10.0),
         "start": measure_start(3 if tiny else 40),
         "start_gil_free": measure_start(3 if tiny else 40, gil_free_step),
+        "start_floor": measure_start(3 if tiny else 40, gil_free_step, safe_points=False),
     }
     if args.json:
         print(json.dumps(results))
@@ -217,11 +221,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"kernel thread idle, client attached: {i['cpu_percent']:.4f} % of a core, "
         f"{i['wakeups_per_s']:.1f} wake-ups/s over {i['seconds']:.1f} s"
     )
-    for label, s in (("Python", results["start"]), ("GIL-free", results["start_gil_free"])):
+    for label, s in (
+        ("Python step, polling every", results["start"]),
+        ("GIL-free step, polling every", results["start_gil_free"]),
+        ("no safe points (the floor), a GIL-free step of", results["start_floor"]),
+    ):
         print(
-            f"cell start after the client's send, {label} step, polling every "
-            f"{s['poll_interval_ms']:.2f} ms: median {s['median_ms']:.2f} ms, p90 "
-            f"{s['p90_ms']:.2f} ms, max {s['max_ms']:.2f} ms ({s['cells']} cells)"
+            f"cell start after the client's send, {label} {s['poll_interval_ms']:.2f} ms: "
+            f"median {s['median_ms']:.2f} ms, p90 {s['p90_ms']:.2f} ms, max "
+            f"{s['max_ms']:.2f} ms ({s['cells']} cells)"
         )
     return results
 

@@ -2,7 +2,8 @@
 embedded by kernelsdk.embed._mpi (run under mpiexec; MPI initialized by mpi4py, as a host's).
 
 Cells are Python run by a small kernel of this file on the host's thread; they see ``state``
-(``step``, and ``end``: set it to stop the loop) and ``comm``, ``rank``, ``size``.
+(``step``; ``end``: set it to stop the loop; ``pause``: seconds the next step lasts, a slow
+step during which cells wait for the next poll) and ``comm``, ``rank``, ``size``.
 
     mpiexec -n N python embed_mpi_host.py NAME
 """
@@ -46,7 +47,7 @@ def main() -> None:
         state["step"] += 1
         if handle.poll(0.0):
             state["end"] = comm.bcast(state["end"], root=0)
-        time.sleep(0.002)
+        time.sleep(state.pop("pause", 0.002))
     handle.stop()
     if comm.rank == 0:
         print(f"done after {state['step']} steps", flush=True)

@@ -362,7 +362,8 @@ def test_a_notebook_attaches_through_nbclient_and_detaches(
 
 def test_a_python_host_on_two_ranks(jupyter_env: JupyterEnv) -> None:
     """The MPI layer without C: a Python step loop (tests/embed_mpi_host.py) whose cells run
-    on both ranks at one step, are interrupted without ending the loop, and end it."""
+    on both ranks at one step, are interrupted without ending the loop (running, or still
+    waiting for the step), and end it."""
     name = f"pyhost-{uuid.uuid4().hex[:8]}"
     script = Path(__file__).parent / "embed_mpi_host.py"
     proc = subprocess.Popen(
@@ -394,6 +395,23 @@ def test_a_python_host_on_two_ranks(jupyter_env: JupyterEnv) -> None:
                 reply = kc.get_shell_msg(timeout=TIMEOUT)
             assert reply["content"]["ename"] == "KeyboardInterrupt"
             started = int(seen.split()[-1])
+            # A cell interrupted while it waits for the next poll (a slow step) runs on no
+            # rank, and the next cell runs on both.
+            assert printed(kc, "state['pause'] = 3.0\nprint('pausing')") == {
+                0: "pausing",
+                1: "pausing",
+            }
+            waiting = kc.execute("print('never')")
+            msg = kc.get_iopub_msg(timeout=TIMEOUT)
+            while msg["parent_header"].get("msg_id") != waiting or msg["msg_type"] != "status":
+                msg = kc.get_iopub_msg(timeout=TIMEOUT)
+            assert msg["content"]["execution_state"] == "busy"
+            kc.control_channel.send(kc.session.msg("interrupt_request", {}))
+            reply = kc.get_shell_msg(timeout=TIMEOUT)
+            while reply["parent_header"]["msg_id"] != waiting:
+                reply = kc.get_shell_msg(timeout=TIMEOUT)
+            assert reply["content"]["ename"] == "KeyboardInterrupt"
+            assert printed(kc, "print('next', size)") == {0: "next 2", 1: "next 2"}
             end = steps(kc, "state['end'] = state['step'] + 5\nprint(state['end'])")
             assert end > started + 5  # the loop went on after the interrupt
         finally:

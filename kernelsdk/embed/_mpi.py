@@ -10,19 +10,20 @@ How the ranks agree
 -------------------
 Rank 0 serves the Jupyter protocol with :class:`kernelsdk.mpi.RootKernel` (other ranks run
 :func:`kernelsdk.mpi.serve_worker`), each rank in a thread of its own running Trio. Every
-rank's cells go through a :class:`CollectiveSafePoints` executor: a cell waits, busy, until its
-rank's host thread claims it in ``poll``.
+rank's cells go through a :class:`CollectiveSafePoints` executor: a cell's blocking work waits,
+busy, until its rank's host thread claims the cell in ``poll``, and runs there at once.
 
-* Rank 0's ``poll`` claims the cell waiting there, if any, and broadcasts how many cells it has
-  claimed so far (one ``int64`` ``Bcast`` on a communicator of its own: the whole cost of a
-  poll with nothing to do). Rank 0 sends a cell to the other ranks only once it has claimed
-  it, so every other rank's k-th cell is rank 0's k-th claimed cell.
-* Every other rank's ``poll`` receives that count and, if it grew, waits until its kernel
-  thread has received the cell (it is on its way: rank 0 sent it when claiming) and claims it.
+* Rank 0 sends each cell to the other ranks as it arrives, so every rank numbers the cells
+  alike. Rank 0's ``poll`` claims the oldest cell waiting there, if any, and broadcasts its
+  number (one ``int64`` ``Bcast`` on a communicator of its own: the whole cost of a poll with
+  nothing to do).
+* Every other rank's ``poll`` receives that number and, if it grew, claims that cell (waiting
+  for it if its kernel thread has not received it yet). A cell rank 0 dropped before any poll
+  (an interrupt) is dropped on the other ranks too, once a later one is claimed.
 * A C host (the C API's ``ksdk_poll``) makes the broadcast itself, from C, with the host's
   ``MPI_Bcast`` (:meth:`MpiEmbeddedKernel.broadcast_handles`), and calls into Python only
   when a cell is to run: rank 0 when one waits (``on_pending_changed``), another rank when the
-  count it received has grown (:meth:`MpiEmbeddedKernel.poll_received`). Python and C make the
+  number it received has grown (:meth:`MpiEmbeddedKernel.poll_received`). Python and C make the
   same broadcast on the same communicator, so either may make it on any rank at any step.
 * On each rank the host thread then runs the cell's blocking work (what
   :meth:`~kernelsdk.ExecuteContext.run_blocking` is given) until the cell ends; rank 0's cell
@@ -51,6 +52,7 @@ from __future__ import annotations
 import array
 import collections
 import contextlib
+import contextvars
 import logging
 import threading
 import time
@@ -111,12 +113,12 @@ class _Job:
 
 @attrs.define(eq=False)
 class _Cell:
-    """One cell of this rank, from the moment it waits for the host until it ends."""
+    """One cell of this rank, from the moment its ``do_execute`` starts until it ends."""
 
-    number: int  # 1, 2, ... in the order cells reach this rank's executor
-    claimed: trio.Event
+    number: int  # 1, 2, ... in the order cells reach this rank's executor (as on rank 0)
+    jobs: collections.deque[_Job] = attrs.field(factory=collections.deque)  # not yet taken
     is_claimed: bool = False
-    refused: bool = False  # the kernel was stopped before the host claimed it
+    dropped: bool = False  # another rank: rank 0 never claimed it (it was interrupted there)
     ended: bool = False
 
 
@@ -126,11 +128,16 @@ class CollectiveSafePoints:
     Implements :class:`kernelsdk.Executor` on the kernel's Trio thread (``cell``,
     ``run_blocking``, ``interrupt``); the host thread calls :meth:`poll` and :meth:`close`.
 
+    A cell's ``do_execute`` starts as soon as the cell arrives, on every rank (rank 0 sends it
+    on at once), and its blocking work waits for the host, as with
+    :class:`~kernelsdk.embed._safepoints.SafePoints` and for the same reason: the poll that
+    claims it finds the work queued on every rank, and runs it there at once, with no thread
+    to wake first. (Waiting on another thread at that point could even deadlock: rank 0's
+    work may enter a collective that holds the GIL, as mpi4py's do, while the other ranks'
+    cells still needed rank 0's kernel thread to send them.)
+
     Args:
         comm: the communicator of the poll's broadcast (used by the host thread only).
-        reinterrupt: rank 0 only: tells every rank to interrupt again (``RootKernel``'s
-            ``do_interrupt``), for the one interrupt that can land after the host claimed a
-            cell but before rank 0 sent it to the other ranks.
         expect: other ranks: called on the kernel thread when the poll learns that rank 0 has
             sent a cell (or is about to stop the kernel), so it looks for the command at once.
 
@@ -141,40 +148,44 @@ class CollectiveSafePoints:
             broadcasts from C while nothing waits, and sets its flag from this.
     """
 
-    def __init__(
-        self,
-        comm: MPI.Intracomm,
-        reinterrupt: Callable[[], None] | None,
-        expect: Callable[[], None] | None = None,
-    ) -> None:
+    def __init__(self, comm: MPI.Intracomm, expect: Callable[[], None] | None = None) -> None:
         self._comm = comm
         self._root = comm.Get_rank() == 0
-        self._reinterrupt = reinterrupt
         self._expect = expect
         self._lock = threading.Condition()
+        # Cells not yet claimed, oldest first. On the other ranks a cell stays here after it
+        # ended (an interrupt relayed before this rank's poll came to it): the poll that
+        # rank 0's broadcast announced claims it all the same, and returns.
         self._waiting: collections.deque[_Cell] = collections.deque()
-        self._current: _Cell | None = None  # claimed and not ended
-        self._jobs: collections.deque[_Job] = collections.deque()
-        self._running: _Job | None = None
+        # The cell of the task that calls run_blocking (and of the tasks it starts).
+        self._cell: contextvars.ContextVar[_Cell | None] = contextvars.ContextVar(
+            f"kernelsdk-collective-safe-points-{id(self):x}", default=None
+        )
         #: The jobs' calls on the host thread, which an interrupt stops there.
         self.calls = InterruptibleCalls()
         self._registered = 0  # cells that have reached this executor
-        self._claimed = 0  # cells this rank's host has claimed
-        self._count = array.array("q", [0])  # the poll's broadcast: rank 0's claimed count
+        self._claimed = 0  # the number of the last cell this rank's host claimed
+        self._count = array.array("q", [0])  # the poll's broadcast: rank 0's _claimed
         self._closed = False
         self._token: trio.lowlevel.TrioToken | None = None
         self.on_pending_changed: Callable[[bool], None] | None = None
 
     @property
     def claimed(self) -> int:
-        """How many cells this rank's host has claimed (rank 0: the count it broadcasts)."""
+        """The number of the last cell this rank's host has claimed (rank 0: what its poll
+        broadcasts). It only grows, with gaps where rank 0 dropped a cell before any poll."""
         return self._claimed
+
+    @property
+    def has_pending(self) -> bool:
+        """A cell waits for this rank's next poll."""
+        return any(not cell.ended for cell in self._waiting)
 
     def bind(self, token: trio.lowlevel.TrioToken) -> None:
         """Called on the kernel thread once Trio runs there."""
         self._token = token
 
-    # -- the kernel thread's side (kernelsdk.Executor) ---------------------------------------
+    # -- the kernel thread's side (kernelsdk.Executor, and rank 0's CellGate) ----------------
 
     @contextlib.asynccontextmanager
     async def cell(self) -> AsyncIterator[None]:
@@ -182,7 +193,7 @@ class CollectiveSafePoints:
             if self._closed:
                 raise HostStopped("the host program has stopped this kernel")
             self._registered += 1
-            cell = _Cell(self._registered, trio.Event())
+            cell = _Cell(self._registered)
             self._waiting.append(cell)
             self._lock.notify_all()
         hook = self.on_pending_changed
@@ -191,54 +202,39 @@ class CollectiveSafePoints:
                 hook(True)
             except Exception:
                 log.exception("on_pending_changed failed")
+        token = self._cell.set(cell)
         try:
-            await self._wait_claimed(cell)
             yield
         finally:
+            self._cell.reset(token)
             with self._lock:
                 cell.ended = True
-                with contextlib.suppress(ValueError):
+                if self._root and not cell.is_claimed:
+                    # Interrupted before any poll claimed it: no poll will look for it (the
+                    # other ranks drop their copy when a later cell is claimed).
                     self._waiting.remove(cell)
                 self._lock.notify_all()
 
-    async def _wait_claimed(self, cell: _Cell) -> None:
-        if not self._root:
-            # Rank 0 has claimed this cell already (it sends none before): this rank's host
-            # will claim it at the same poll, whatever an interrupt says meanwhile. Giving up
-            # here would leave that poll waiting for it forever.
-            with trio.CancelScope(shield=True):
-                await cell.claimed.wait()
-        else:
-            try:
-                await cell.claimed.wait()
-            except trio.Cancelled:
-                with self._lock:
-                    if not cell.is_claimed:
-                        raise  # interrupted while waiting: it never runs on any rank
-                # Claimed as the interrupt came: the other ranks will wait for this cell, so
-                # it must start (rank 0 sends it to them first thing), then stop everywhere.
-                assert self._token is not None and self._reinterrupt is not None
-                self._token.run_sync_soon(self._reinterrupt)
-        if cell.refused:
-            raise HostStopped("the host program stopped this kernel before the cell could run")
-
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
-        with self._lock:
-            in_cell = self._current is not None and not self._closed
-            job = _Job(fn, args, trio.Event())
-            if in_cell:
-                self._jobs.append(job)
-                self._lock.notify_all()
-        if not in_cell:
+        cell = self._cell.get()
+        if cell is None:
             # Blocking work outside a cell (a comm handler): there is no safe point to wait
             # for, so a worker thread does it, as in a kernel of its own.
             return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
+        job = _Job(fn, args, trio.Event())
+        with self._lock:
+            if self._closed:
+                raise HostStopped("the host program stopped this kernel before the cell ran")
+            if cell.dropped:
+                raise ExecutionError("KeyboardInterrupt", "interrupted", [])
+            cell.jobs.append(job)
+            self._lock.notify_all()
         try:
             await job.done.wait()
         except trio.Cancelled:
             with self._lock:
                 if job.thread is None and job.result is None:
-                    self._jobs.remove(job)  # not started: it never will
+                    cell.jobs.remove(job)  # not started: it never will
                     raise
             self.calls.interrupt()
             with trio.CancelScope(shield=True):
@@ -294,15 +290,19 @@ class CollectiveSafePoints:
             self._count[0] = self._claimed
             return cell
 
-    def _claim_on_worker(self, count: int) -> _Cell | None:
+    def _claim_on_worker(self, number: int) -> _Cell | None:
+        """Claim the cell rank 0 claimed, ``number``: every rank numbers the cells in the order
+        rank 0 received them, and rank 0 claims them in that order, one per poll."""
         with self._lock:
-            if count == self._claimed:
+            if number == self._claimed:
                 return None
             if self._expect is not None:
-                self._wake(self._expect)
-            # Rank 0 claims one cell per poll and each reaches every rank in order.
-            number = self._claimed + 1
+                self._wake(self._expect)  # the cell may still be on its way
             while not self._closed:
+                # Older cells rank 0 never claimed were interrupted there before any poll:
+                # they end here without running (rank 0 waits for that before its next).
+                for old in [c for c in self._waiting if c.number < number]:
+                    self._drop(old)
                 for cell in self._waiting:
                     if cell.number == number:
                         self._waiting.remove(cell)
@@ -314,30 +314,35 @@ class CollectiveSafePoints:
     def _claim(self, cell: _Cell) -> None:
         """Under the lock."""
         cell.is_claimed = True
-        self._claimed += 1
-        self._current = cell
-        self._wake(cell.claimed.set)
+        self._claimed = cell.number
+
+    def _drop(self, cell: _Cell) -> None:
+        """Under the lock: a cell that will never run here; its waiting work ends as an
+        interrupt would end it."""
+        self._waiting.remove(cell)
+        cell.dropped = True
+        for job in cell.jobs:
+            job.result = outcome.Error(KeyboardInterrupt())
+            self._wake(job.done.set)
+        cell.jobs.clear()
 
     def _serve(self, cell: _Cell) -> None:
         """Run the cell's blocking work on this thread until the cell ends."""
         me = threading.get_ident()
         while True:
             with self._lock:
-                while not self._jobs and not cell.ended and not self._closed:
+                while not cell.jobs and not cell.ended and not self._closed:
                     self._lock.wait(_WAKE)
-                if not self._jobs:
-                    self._current = None
+                if not cell.jobs:
                     return
-                job = self._jobs.popleft()
+                job = cell.jobs.popleft()
                 job.thread = me
-                self._running = job
             self._run(job)
 
     def _run(self, job: _Job) -> None:
         # Never raises: the job's exception, an interrupt included, is its outcome.
         job.result = self.calls.call(job.fn, *job.args)
         with self._lock:
-            self._running = None
             job.thread = None
         self._wake(job.done.set)
 
@@ -352,9 +357,12 @@ class CollectiveSafePoints:
             self._closed = True
             if self._expect is not None:
                 self._wake(self._expect)  # rank 0's shutdown command is on its way
+            stopped = HostStopped("the host program stopped this kernel before the cell ran")
             for cell in self._waiting:
-                cell.refused = True
-                self._wake(cell.claimed.set)
+                for job in cell.jobs:
+                    job.result = outcome.Error(stopped)
+                    self._wake(job.done.set)
+                cell.jobs.clear()
             self._waiting.clear()
             self._lock.notify_all()
 
@@ -431,15 +439,13 @@ class MpiEmbeddedKernel:
         self._kernel_comm = comm.Dup()  # rank 0 <-> the other ranks (kernel threads)
         self._poll_comm = comm.Dup()  # the poll's broadcast (host threads)
         self.comm: MPI.Intracomm = comm.Dup()  # the cells' own, as `comm`
+        self._nudge = Nudge(CELL_WORKER_SLEEP, IDLE_WORKER_SLEEP)
+        self.executor = CollectiveSafePoints(
+            self._poll_comm, None if self.rank == 0 else self._nudge.wake
+        )
         self._root: RootKernel | None = None
         if self.rank == 0:
             self._root = RootKernel(kernel, self._kernel_comm, output)
-        self._nudge = Nudge(CELL_WORKER_SLEEP, IDLE_WORKER_SLEEP)
-        self.executor = CollectiveSafePoints(
-            self._poll_comm,
-            None if self._root is None else self._root.do_interrupt,
-            None if self._root is not None else self._nudge.wake,
-        )
         self._info = info
         self._requested_file = connection_file
         self._packer = packer
@@ -587,7 +593,7 @@ class MpiEmbeddedKernel:
     @property
     def has_pending(self) -> bool:
         """A cell waits for this rank's next poll (rank 0: for the next poll of all)."""
-        return bool(self.executor._waiting)
+        return self.executor.has_pending
 
     # -- stop ----------------------------------------------------------------------------
 

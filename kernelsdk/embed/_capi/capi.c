@@ -7,11 +7,11 @@
  * that built the library, and the fast path of ksdk_poll (two atomic flags per kernel, set
  * from Python, so a poll with nothing waiting takes neither the GIL nor a Python frame).
  *
- * With the mpi option the poll is collective: every rank takes part in one broadcast of how
- * many cells rank 0 has claimed (kernelsdk/embed/_mpi.py). The fast path makes that broadcast
- * here, through the host's own MPI_Bcast (its address and the handles given by Python from
- * mpi4py), and enters Python only when a cell is to run: on rank 0 when one waits, on the
- * other ranks when the count has grown.
+ * With the mpi option the poll is collective: every rank takes part in one broadcast of the
+ * number of the last cell rank 0 has claimed (kernelsdk/embed/_mpi.py). The fast path makes
+ * that broadcast here, through the host's own MPI_Bcast (its address and the handles given by
+ * Python from mpi4py), and enters Python only when a cell is to run: on rank 0 when one
+ * waits, on the other ranks when the number has grown.
  */
 #include <pthread.h>
 #include <stdarg.h>
@@ -46,7 +46,7 @@ typedef struct {
     intptr_t datatype; /* MPI_INT64_T */
     int handle_size;   /* sizeof(MPI_Comm) == sizeof(MPI_Datatype) */
     int root;          /* this is rank 0 of comm */
-    int64_t claimed;   /* cells this rank has claimed (kept by Python) */
+    int64_t claimed;   /* the number of the last cell this rank claimed (kept by Python) */
 } ksdk_mpi_poll;
 static ksdk_mpi_poll ksdk_mpi[KSDK_MAX_HANDLES];
 
@@ -250,7 +250,7 @@ static int ksdk_poll_mpi(int k, double timeout) {
         return KSDK_ESTATE;
     }
     if (m->root || count == m->claimed) return 0;
-    /* Rank 0 has claimed a cell since: run it here too (Python claims it, as count says). */
+    /* Rank 0 has claimed a cell since: run it here too (Python claims cell number count). */
     KSDK_NEED_PYTHON(KSDK_EPYTHON);
     return _ksdk_py_mpi_poll(k, count);
 }
