@@ -8,9 +8,11 @@ runs they are written to the kernel's original descriptor, where its log goes.
 
 The handlers bracket each execution with :meth:`CapturedOutput.into`: output of the cell's
 native code, subprocesses included, reaches the client before the cell's reply and idle,
-because leaving the bracket drains the pipes and publishes what they held. When cells run
-concurrently (kernel subshells), what the descriptors carry goes to the one that began last
-of those still running: the descriptors do not say which cell wrote.
+because leaving the bracket drains the pipes and publishes what they held. The cell's own
+``stream`` output drains them first too (:meth:`CapturedOutput.before_stream`), so that what a
+subprocess printed before the cell's next ``print`` is shown before it, as in a terminal.
+When cells run concurrently (kernel subshells), what the descriptors carry goes to the one
+that began last of those still running: the descriptors do not say which cell wrote.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ class CapturedOutput:
         self._token: trio.lowlevel.TrioToken | None = None
         self._target: StreamTarget | None = None
         self._targets: list[StreamTarget] = []  # the cells' brackets entered, not yet left
+        self._pumping = False  # publishing captured pieces (which are stream output too)
+        # Held while pieces leave the queue until they reach their target: pieces taken
+        # later (pump, taken) are delivered after them.
+        self._delivering = threading.RLock()
         self._decoders = {
             name: codecs.getincrementaldecoder("utf-8")("replace") for name in ("stdout", "stderr")
         }
@@ -93,6 +99,30 @@ class CapturedOutput:
         self.capture.drain()
         self.pump()
 
+    @property
+    def pending(self) -> bool:
+        """The reader has queued pieces not yet delivered (cheap: no lock)."""
+        return bool(self._queue)
+
+    @contextlib.contextmanager
+    def taken(self, drain: bool = False) -> Iterator[list[tuple[str, str]]]:
+        """The pieces queued so far (after draining the descriptors, if ``drain``: a system
+        call per pipe and a ``fflush``), decoded and taken from the queue, from any thread.
+        For output written on a worker thread and published later (:class:`~kernelsdk.
+        NativeRunner`'s, which is also this capture's target meanwhile): the writer queues
+        these pieces, then its own text, inside the block, where nothing else is delivered;
+        so the two keep the order in which they were written."""
+        if drain:
+            self.capture.drain()
+        with self._delivering:
+            yield self._take_queued()
+
+    def before_stream(self) -> None:
+        """A cell is about to publish ``stream`` output of its own (on the Trio thread): what
+        the descriptors carry so far goes first. Costs a ``fflush`` and a read per pipe."""
+        if self._target is not None and not self._pumping:
+            self.flush()
+
     # -- internals ----------------------------------------------------------------------------
 
     def _take(self, name: str, data: bytes) -> None:
@@ -108,18 +138,24 @@ class CapturedOutput:
 
     def pump(self) -> None:
         """Publish what is queued, in order (on the Trio thread, or after the run)."""
-        with self._lock:
-            pieces = list(self._queue)
+        with self._delivering:
+            pieces = self._take_queued()
+            self._pumping = True
+            try:
+                for name, text in pieces:
+                    if self._target is not None:
+                        self._target(name, text)
+                    else:
+                        self._to_log(name, text.encode())
+            finally:
+                self._pumping = False
+
+    def _take_queued(self) -> list[tuple[str, str]]:
+        with self._lock:  # decoded under the lock: pump and taken run on different threads
+            pieces = [(name, self._decoders[name].decode(data)) for name, data in self._queue]
             self._queue.clear()
             self._scheduled = False
-        for name, data in pieces:
-            text = self._decoders[name].decode(data)
-            if not text:
-                continue
-            if self._target is not None:
-                self._target(name, text)
-            else:
-                self._to_log(name, text.encode())
+        return [(name, text) for name, text in pieces if text]
 
     def _to_log(self, name: str, data: bytes) -> None:
         fd = self.capture.original(1 if name == "stdout" else 2)

@@ -92,6 +92,12 @@ class ExecuteContext:
                 self._publish_in_trio, msg_type, content, metadata, buffers, trio_token=self._token
             )
 
+    @property
+    def captured_output(self) -> CapturedOutput | None:
+        """Internal: the process's captured descriptors, when the kernel owns them (None
+        otherwise); :class:`~kernelsdk.NativeRunner` orders its output with theirs."""
+        return self._native_output
+
     def native_output(self, into: ExecuteContext | None = None) -> AbstractContextManager[None]:
         """While the block runs, what the process's captured descriptors 1 and 2 carry is
         this execution's ``stream`` output; leaving the block publishes all of it.

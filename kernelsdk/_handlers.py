@@ -327,6 +327,8 @@ class RequestHandlers:
                 )
             execution.dropped_output = True
             return
+        if msg_type == "stream" and self.native_output is not None:
+            self.native_output.before_stream()  # what native code wrote before comes first
         # Not through _queue: this runs for every output of every cell.
         output = self.protocol.output(execution.request, msg_type, content, metadata, buffers)
         if output is not None:

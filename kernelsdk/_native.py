@@ -38,6 +38,7 @@ without ``preempt`` runs every call one at a time, in order, as before.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, cast
@@ -163,6 +164,9 @@ class NativeOutput:
         interleaves: bool = False,
     ) -> None:
         self.ctx = ctx
+        # The process's captured descriptors: what native code wrote there before a write
+        # here is queued before it (else a subprocess's line would overtake a print before it).
+        self._captured = None if ctx is None else ctx.captured_output
         self._turns = turns
         self.interleaves = interleaves
         self._items: list[_Item] = []
@@ -194,24 +198,53 @@ class NativeOutput:
 
     def write(self, name: str, text: str) -> None:
         """Queue ``text`` for the ``stdout`` or ``stderr`` stream."""
-        if self.ctx is None or not text:
-            return
-        with self._lock:
-            if self._items and isinstance(last := self._items[-1], tuple) and last[0] == name:
-                self._items[-1] = (name, last[1] + text)  # merge: fewer IOPub messages
-            else:
-                self._items.append((name, text))
-            self._size += len(text)
-            full = self._size > self._max_buffered
-        if full:
+        if self.ctx is not None and text and self._queue((name, text)):
             self._flush_from_worker()
 
     def emit(self, action: Callable[[ExecuteContext], None]) -> None:
         """Queue any other output, e.g. ``lambda ctx: ctx.display(bundle)``, keeping order."""
-        if self.ctx is None:
-            return
+        if self.ctx is not None:
+            self._queue(action)
+
+    def native_returned(self) -> None:
+        """Native code that may have written to the process's descriptors has returned (a
+        command the runtime ran has ended): what it wrote is queued now, before what the call
+        writes next. Without it, that output is still shown, in order as far as the thread
+        reading the descriptors has read it. A system call per descriptor; only with native
+        output capture (``BaseKernel.capture_native_output``)."""
+        if self._captured is not None and self.ctx is not None:
+            with self._captured.taken(drain=True) as native, self._lock:
+                for piece in native:
+                    self._add(piece)
+
+    def captured(self, name: str, text: str) -> None:
+        """The captured descriptors' target while a call runs (see NativeRunner.run)."""
         with self._lock:
-            self._items.append(action)
+            self._add((name, text))
+
+    def _queue(self, item: _Item) -> bool:
+        """Queue ``item`` after what the thread reading the captured descriptors has read
+        (it was written before); True when the buffer is full."""
+        captured = self._captured
+        if captured is not None and captured.pending:  # checked without a lock: cheap
+            with captured.taken() as native, self._lock:
+                for piece in native:
+                    self._add(piece)
+                return self._add(item)
+        with self._lock:
+            return self._add(item)
+
+    def _add(self, item: _Item) -> bool:
+        """Under the lock; True when the buffer is full."""
+        if not isinstance(item, tuple):
+            self._items.append(item)
+        elif self._items and isinstance(last := self._items[-1], tuple) and last[0] == item[0]:
+            self._items[-1] = (item[0], last[1] + item[1])  # merge: fewer IOPub messages
+            self._size += len(item[1])
+        else:
+            self._items.append(item)
+            self._size += len(item[1])
+        return self._size > self._max_buffered
 
     def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the Trio thread after publishing the output so far, from the
@@ -398,21 +431,25 @@ class NativeRunner:
         """Call ``fn`` in the worker while a task publishes its output. How it ended is
         returned, not raised: raised in the nursery, it would leave wrapped in a group."""
         flusher, flusher_done = trio.CancelScope(shield=True), trio.Event()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(
-                output._flush_periodically, self._flush_interval, flusher, flusher_done
-            )
-            try:
-                # Not abandoned on cancel: the runtime is single-threaded and the next call
-                # must not start while this one still runs.
-                finished = _Finished(
-                    await trio.to_thread.run_sync(fn, output, *args, abandon_on_cancel=False)
+        captured = output._captured
+        # Native output goes through the call's output meanwhile, in order with the rest of it.
+        into = contextlib.nullcontext() if captured is None else captured.into(output.captured)
+        with into:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    output._flush_periodically, self._flush_interval, flusher, flusher_done
                 )
-            except BaseException as exc:  # re-raised by run
-                finished = _Finished[T](error=exc)
-            flusher.cancel()
-            with trio.CancelScope(shield=True):  # the nursery then has nothing left to wait for
-                await flusher_done.wait()
+                try:
+                    # Not abandoned on cancel: the runtime is single-threaded and the next
+                    # call must not start while this one still runs.
+                    finished = _Finished(
+                        await trio.to_thread.run_sync(fn, output, *args, abandon_on_cancel=False)
+                    )
+                except BaseException as exc:  # re-raised by run
+                    finished = _Finished[T](error=exc)
+                flusher.cancel()
+                with trio.CancelScope(shield=True):  # then the nursery has nothing to wait for
+                    await flusher_done.wait()
         return finished
 
     def interrupt(self) -> None:

@@ -81,6 +81,14 @@ def test_subprocess_and_c_printf_output_is_the_cells(capturing: BlockingKernelCl
     assert messages[-1]["msg_type"] == "status"
 
 
+def test_native_output_comes_before_the_cells_next_print(capturing: BlockingKernelClient) -> None:
+    """As in a terminal: what C's printf buffered (flushed only when asked) and what a
+    subprocess wrote come before the cell's own output that follows them."""
+    reply, messages = run(capturing, "printf one\nprint two\nsh echo three\nprint four")
+    assert reply["content"]["status"] == "ok", reply["content"]
+    assert streams(messages, "stdout") == "one\ntwo\nthree\nfour\n"
+
+
 def test_a_hundred_mebibytes_from_a_subprocess(capturing: BlockingKernelClient) -> None:
     size = 100 << 20
     reply, messages = run(capturing, f"sh head -c {size} /dev/zero | tr '\\0' x")
@@ -132,12 +140,19 @@ def test_native_output_of_every_mpi_rank_is_labelled(capture_env: JupyterEnv) ->
         stop_kernel_pair(km, kc)
 
 
-def test_lua_os_execute_output_reaches_the_cell(capture_env: JupyterEnv) -> None:
+def test_lua_os_execute_output_reaches_the_cell_in_order(capture_env: JupyterEnv) -> None:
+    """The commands' lines and Lua's prints interleave as they were written (Lua's output is
+    buffered in the kernel, the commands' comes through a pipe read by another thread)."""
     km, kc = start_kernel_pair(capture_env, "lua54")
     try:
-        reply, messages = run(kc, "os.execute('echo from os.execute; echo oops >&2')\nprint('lua')")
+        code = (
+            "print('lua')\n"
+            "for i = 1, 3 do os.execute('echo sh' .. i) print(i) end\n"
+            "os.execute('echo oops >&2')"
+        )
+        reply, messages = run(kc, code)
         assert reply["content"]["status"] == "ok"
-        assert streams(messages, "stdout") == "from os.execute\nlua\n"
+        assert streams(messages, "stdout") == "lua\nsh1\n1\nsh2\n2\nsh3\n3\n"
         assert streams(messages, "stderr") == "oops\n"
     finally:
         stop_kernel_pair(km, kc)

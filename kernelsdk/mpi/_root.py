@@ -267,6 +267,7 @@ class RootKernel(BaseKernel):
             request_input=lambda prompt, password: run.input(0, prompt, password),
             # Where rank 0's cell runs blocking work: the host's thread, if it embeds the kernel.
             run_blocking=ctx.run_blocking,
+            native_output=ctx.captured_output,
         )
         result: MimeBundle | str | None = None
         try:

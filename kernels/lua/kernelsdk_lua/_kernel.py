@@ -92,6 +92,8 @@ class _Host:
         if op == "out" or op == "err":
             name = "stdout" if op == "out" else "stderr"
             self.out.write(name, self.decoders[name].decode(text))
+        elif op == "native":  # a command ended (os.execute): its output goes first
+            self.out.native_returned()
         elif op == "blob":
             self.blobs.append(text)
             return len(self.blobs) - 1

@@ -371,6 +371,15 @@ if file_methods then
   end
 end
 
+-- os.execute: the command's output is read from the kernel's pipes by another thread; "native"
+-- has it taken now, so that it comes before anything the cell prints after the command.
+local os_execute = os.execute
+os.execute = function(...)
+  local results = pack(os_execute(...))
+  host("native", "")
+  return unpack(results, 1, results.n)
+end
+
 -- ---------------------------------------------------------------------------------------
 -- The memory guard's Lua half (see MemoryGuard in _memory_guard.py): a sentinel object whose
 -- finalizer runs once per garbage collection cycle and tells Python, which then checks the
