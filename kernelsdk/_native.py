@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, Generic, TypeVar, cast
 
 import trio
@@ -217,7 +218,7 @@ class NativeOutput:
                 for piece in native:
                     self._add(piece)
 
-    def captured(self, name: str, text: str) -> None:
+    def _captured_text(self, name: str, text: str) -> None:
         """The captured descriptors' target while a call runs (see NativeRunner.run)."""
         with self._lock:
             self._add((name, text))
@@ -432,8 +433,10 @@ class NativeRunner:
         returned, not raised: raised in the nursery, it would leave wrapped in a group."""
         flusher, flusher_done = trio.CancelScope(shield=True), trio.Event()
         captured = output._captured
-        # Native output goes through the call's output meanwhile, in order with the rest of it.
-        into = contextlib.nullcontext() if captured is None else captured.into(output.captured)
+        into: AbstractContextManager[None] = contextlib.nullcontext()
+        if captured is not None:
+            # Native output goes through the call's output meanwhile, in order with the rest.
+            into = captured.into(output._captured_text)
         with into:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(
