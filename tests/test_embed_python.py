@@ -30,7 +30,7 @@ import trio
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_core.utils import ensure_event_loop
 
-from kernelsdk import BaseKernel, TransportError
+from kernelsdk import BaseKernel, ConfigError, TransportError
 from kernelsdk.embed import (
     EmbeddedKernel,
     GuestKernel,
@@ -648,6 +648,45 @@ def test_bad_names_and_unbindable_addresses_raise_in_the_caller() -> None:
         start_kernel(PythonKernel(), "no/slashes")
     with pytest.raises(TransportError, match="cannot bind"):
         start_kernel(PythonKernel(), "badip", ip="203.0.113.1")  # TEST-NET-3: not ours
+
+
+def test_an_unwritable_connection_file_or_runtime_dir_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Raised as itself, not inside an ExceptionGroup: the host's `except ConfigError` works."""
+    with pytest.raises(ConfigError, match="cannot write the connection file"):
+        start_kernel(PythonKernel(), "nofile", connection_file=tmp_path / "missing" / "k.json")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(blocker / "runtime"))
+    with pytest.raises(ConfigError, match="set JUPYTER_RUNTIME_DIR"):
+        start_kernel(PythonKernel(), "nodir")
+
+
+@pytest.mark.parametrize("safe_points", [False, True], ids=["thread", "safe-points"])
+def test_stop_ends_a_cell_waiting_for_input(safe_points: bool) -> None:
+    """As a client's shutdown does: the pending input is cut off, the cell ends, and stop
+    returns without waiting for its timeout (it waited for ever for a serving host)."""
+    handle = start_kernel(PythonKernel(), "stop-input", safe_points=safe_points)
+    served = threading.Thread(target=handle.serve, daemon=True)
+    served.start()
+    kc = BlockingKernelClient(connection_file=str(handle.connection_file))
+    kc.load_connection_file()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=TIMEOUT)
+        kc.execute("input('never answered? ')", allow_stdin=True)
+        assert kc.get_stdin_msg(timeout=TIMEOUT)["content"]["prompt"] == "never answered? "
+        stopper = threading.Thread(target=handle.stop, args=(TIMEOUT,), daemon=True)
+        stopper.start()
+        stopper.join(TIMEOUT)
+        assert not stopper.is_alive()
+        served.join(TIMEOUT)
+        assert not served.is_alive()
+        assert handle.stopped
+    finally:
+        kc.stop_channels()
+        kc.context.destroy(linger=0)
 
 
 def test_an_asyncio_host_learns_at_once_that_its_kernel_cannot_listen() -> None:

@@ -13,6 +13,7 @@ from typing import Literal
 import trio
 
 from .._connection import ConnectionInfo
+from .._exceptions import ConfigError
 from .._executor import Executor
 from .._kernel import BaseKernel
 from .._server import KernelServer
@@ -75,6 +76,7 @@ class KernelHost:
         ``ready()`` once the sockets are bound and the connection file written."""
         from .._runtime import open_kernel
 
+        start_error: ConfigError | None = None
         try:
             with self._cancel:
                 async with open_kernel(
@@ -92,15 +94,23 @@ class KernelHost:
                         self._cancel.cancel()
                     assert isinstance(server.transport, ZmqTransport)
                     self.info = server.transport.info
-                    self.connection_file = write_connection_file(
-                        self.info, self.name, path=self._file_wanted
-                    )
-                    self._file_written = True
-                    ready()
-                    await server.wait_stopped()  # an allowed shutdown request
-                    self._shutdown_requested = True
+                    try:
+                        self.connection_file = write_connection_file(
+                            self.info, self.name, path=self._file_wanted
+                        )
+                    except ConfigError as exc:
+                        # Raised below, out of open_kernel: inside, its nursery would wrap it
+                        # in an ExceptionGroup, which the host's `except ConfigError` misses.
+                        start_error = exc
+                    else:
+                        self._file_written = True
+                        ready()
+                        await server.wait_stopped()  # an allowed shutdown request
+                        self._shutdown_requested = True
         finally:
             self._remove_file()
+        if start_error is not None:
+            raise start_error
 
     def _request_stop(self) -> bool:
         """Ask the Trio loop to stop serving (from any thread); False if it has ended."""
@@ -109,10 +119,18 @@ class KernelHost:
         if token is None:
             return False
         try:
-            token.run_sync_soon(self._cancel.cancel)
+            token.run_sync_soon(self._stop_serving)
         except trio.RunFinishedError:
             return False
         return True
+
+    def _stop_serving(self) -> None:
+        """On the Trio thread: interrupt the running cells first, as a shutdown request does.
+        Cancelling alone would leave a cell's worker thread waiting for an input reply (it
+        waits outside the cancelled scope) and the kernel's thread waiting for that worker."""
+        if self._server is not None:
+            self._server.interrupt()
+        self._cancel.cancel()
 
     def _remove_file(self) -> None:
         if self._file_written:

@@ -47,13 +47,23 @@ def validate_name(name: object) -> str:
 
 def runtime_dir() -> Path:
     """Jupyter's runtime directory (``JUPYTER_RUNTIME_DIR`` or the platform's), created
-    readable by its owner only if it does not exist yet."""
+    readable by its owner only if it does not exist yet.
+
+    Raises:
+        ConfigError: it does not exist and cannot be created.
+    """
     from jupyter_core.paths import jupyter_runtime_dir
 
     directory = Path(jupyter_runtime_dir())
     # The files hold signing keys: a directory we create is private. One that exists is left
     # as it is (it may be shared on purpose, and it is not ours to change).
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create Jupyter's runtime directory {directory} ({exc.strerror or exc}): "
+            "set JUPYTER_RUNTIME_DIR to a directory you can write to"
+        ) from None
     return directory
 
 

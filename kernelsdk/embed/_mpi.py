@@ -509,6 +509,7 @@ class MpiEmbeddedKernel:
         info = self._info
         if info is None:
             info = ConnectionInfo(key=_new_key())
+        start_error: ConfigError | None = None
         async with open_kernel(
             self._root,
             info,
@@ -518,14 +519,20 @@ class MpiEmbeddedKernel:
             warn_unencrypted=False,
         ) as server:
             bound = info.with_ports(**server.ports).connection_file()
-            self.connection_file = write_connection_file(
-                bound, self.name, path=self._requested_file
-            )
             try:
-                self._started.set()
-                await self._stop.wait()
-            finally:
-                remove_connection_file(self.connection_file)
+                self.connection_file = write_connection_file(
+                    bound, self.name, path=self._requested_file
+                )
+            except ConfigError as exc:
+                start_error = exc  # raised out of open_kernel's nursery: not in a group
+            else:
+                try:
+                    self._started.set()
+                    await self._stop.wait()
+                finally:
+                    remove_connection_file(self.connection_file)
+        if start_error is not None:
+            raise start_error
 
     def _serve_worker(self) -> None:
         async def main() -> None:
