@@ -11,6 +11,7 @@ import ctypes
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -177,6 +178,58 @@ def test_config_without_a_c_compiler_says_so(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "no C compiler found" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_config_refuses_a_cc_that_names_no_program(tmp_path: Path) -> None:
+    env = {**os.environ, "KERNELSDK_EMBED_CACHE": str(tmp_path / "cache"), "CC": "/no/such/cc"}
+    done = config("--cflags", env=env)
+    assert done.returncode == 2
+    assert "CC='/no/such/cc': no such program" in done.stderr  # not another compiler, silently
+
+
+def test_config_without_cffi_says_what_to_install(tmp_path: Path) -> None:
+    (tmp_path / "cffi.py").write_text("raise ImportError('cffi is not installed here')\n")
+    env = {
+        **os.environ,
+        "KERNELSDK_EMBED_CACHE": str(tmp_path / "cache"),
+        "PYTHONPATH": str(tmp_path),  # this cffi comes first, and fails to import
+    }
+    done = config("--cflags", env=env)
+    assert done.returncode == 2
+    assert "pip install 'kernelsdk[embed]'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def doc_programs(language: str, marker: str) -> list[tuple[str, str]]:
+    """The whole programs among the ``language`` code blocks of the embedding docs."""
+    block = re.compile(rf"^```{language}\n(.*?)^```", re.S | re.M)
+    found = []
+    for doc in ("embedding.md", "c-api.md"):
+        text = (ROOT / "docs" / doc).read_text(encoding="utf-8")
+        found += [(doc, code) for code in block.findall(text) if marker in code]
+    return found
+
+
+@needs_gcc
+@needs_gfortran
+def test_the_docs_c_and_fortran_programs_compile_and_run(tmp_path: Path) -> None:
+    """As written, with the compiler line the docs give: they start a kernel, run their steps
+    with a poll in each, and stop it."""
+    programs = [(d, c, False) for d, c in doc_programs("c", "int main(")]
+    programs += [(d, c, True) for d, c in doc_programs("fortran", "program ")]
+    assert len(programs) >= 2
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    for number, (doc, code, fortran) in enumerate(programs):
+        source = tmp_path / f"host{number}.{'f90' if fortran else 'c'}"
+        source.write_text(code)
+        binary = compile_host(source, tmp_path / f"host{number}", fortran=fortran)
+        done = subprocess.run(
+            [str(binary)], capture_output=True, text=True, timeout=TIMEOUT, env=env, check=False
+        )
+        assert done.returncode == 0, (doc, done.stdout, done.stderr)
+        assert "no kernel" not in done.stdout + done.stderr, (doc, done.stdout, done.stderr)
+        if not fortran:
+            assert "attach with: jupyter console --existing" in done.stdout, (doc, done.stdout)
 
 
 def test_config_without_an_option_is_a_usage_error() -> None:

@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import attrs
 
@@ -142,7 +142,12 @@ def site_dirs() -> list[str]:
 
 
 def c_compiler() -> list[str]:
-    """The C compiler: ``$CC``, else the one Python was built with, else cc or gcc."""
+    """The C compiler: ``$CC``, else the one Python was built with, else cc or gcc.
+
+    Raises:
+        ConfigError: ``$CC`` names no program, or there is no compiler at all.
+    """
+    _chosen_exists("CC")
     for candidate in (os.environ.get("CC"), sysconfig.get_config_var("CC"), "cc", "gcc"):
         if not candidate:
             continue
@@ -155,7 +160,16 @@ def c_compiler() -> list[str]:
     )
 
 
+def _chosen_exists(variable: str) -> None:
+    """A compiler the user chose (``$CC``, ``$FC``) is used or refused, never passed over."""
+    chosen = os.environ.get(variable, "")
+    words = shlex.split(chosen)
+    if words and not shutil.which(words[0]):
+        raise ConfigError(f"{variable}={chosen!r}: no such program (unset {variable} or fix it)")
+
+
 def fortran_compiler() -> list[str]:
+    _chosen_exists("FC")
     for candidate in (os.environ.get("FC"), "gfortran"):
         if candidate and (words := shlex.split(candidate)) and shutil.which(words[0]):
             return words
@@ -187,9 +201,24 @@ def _key(*parts: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def library_key() -> str:
-    import cffi
+def _cffi() -> Any:
+    """cffi, which builds the library (the ``embed`` extra).
 
+    Raises:
+        ConfigError: it is not installed.
+    """
+    try:
+        import cffi
+    except ImportError:
+        raise ConfigError(
+            "the C library is built with cffi, which is not installed: "
+            "pip install 'kernelsdk[embed]' (or pip install cffi)"
+        ) from None
+    return cffi
+
+
+def library_key() -> str:
+    cffi = _cffi()
     return _key(
         __version__,
         sys.executable,
@@ -244,8 +273,7 @@ def _c_string(text: str) -> str:
 
 
 def _build_into(root: Path, *, verbose: bool) -> None:
-    import cffi
-
+    cffi = _cffi()
     compiler = c_compiler()
     libdir, pylib = _python_link()
     (root / "include").mkdir()
