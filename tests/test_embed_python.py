@@ -376,11 +376,45 @@ def test_an_exception_in_a_cell_never_escapes_poll(code: str, ename: str) -> Non
         assert failed["status"] == "error"
         assert failed["ename"] == ename
         assert fine["status"] == "ok"
-        # The traceback is the cell's: none of kernelsdk's own frames.
+        # The traceback is the cell's: none of kernelsdk's own frames, nor the parser's.
         assert not any("kernelsdk" in line for line in failed["traceback"])
+        assert not any("ast.py" in line for line in failed["traceback"])
         if ename == "NameError":
             assert '  File "<cell 1>", line 2, in f' in failed["traceback"]
             assert "    return undefined_name" in failed["traceback"]
+
+
+def test_inspection_shows_the_host_objects_type_value_and_doc() -> None:
+    """Answered on the kernel thread, without a poll, by lookups (no code of the cell)."""
+
+    def steer(power: float) -> None:
+        """Set the heater's power.
+
+        More detail, shown at detail level 1."""
+
+    kernel = PythonKernel({"pressure": 1.5, "steer": steer})
+    with start_kernel(kernel, "inspect", safe_points=True) as handle:
+
+        def client() -> list[dict[str, Any]]:
+            with client_of(handle.connection_file) as kc:
+                return [
+                    kc.inspect(code, pos, level, reply=True, timeout=TIMEOUT)["content"]
+                    for code, pos, level in [
+                        ("pressure", 3, 0),
+                        ("steer(1)", 2, 0),
+                        ("steer", 5, 1),
+                        ("nothing_here", 4, 0),
+                    ]
+                ]
+
+        value, function, detailed, missing = in_client_thread(client).result(TIMEOUT)
+    assert value["found"] is True
+    assert value["data"]["text/plain"] == "pressure: builtins.float\nvalue: 1.5"
+    text = function["data"]["text/plain"]
+    assert "signature: steer(power: " in text
+    assert text.endswith("Set the heater's power.")
+    assert detailed["data"]["text/plain"].endswith("More detail, shown at detail level 1.")
+    assert missing["found"] is False
 
 
 def test_print_and_display_go_to_the_cell_not_to_sys_stdout(

@@ -12,9 +12,12 @@ from __future__ import annotations
 import ast
 import base64
 import builtins
+import contextlib
+import inspect
 import io
 import keyword
 import re
+import reprlib
 import sys
 import threading
 import traceback
@@ -209,8 +212,9 @@ class PythonKernel(BaseKernel):
         """The cell's error, its traceback cut to the frames of cells (not this module's)."""
         lines: list[str] = []
         cell_frames = traceback.extract_tb(exc.__traceback__)
-        # The runner's own frames (this module's) come before the first cell frame.
-        while cell_frames and cell_frames[0].filename == __file__:
+        # The runner's own frames (this module's, and the parser's for a syntax error) come
+        # before the first cell frame.
+        while cell_frames and cell_frames[0].filename not in self._sources:
             cell_frames.pop(0)
         if cell_frames:
             lines.append("Traceback (most recent call last):\n")
@@ -249,6 +253,36 @@ class PythonKernel(BaseKernel):
             matches = [n for n in names if n.startswith(prefix)]
         matches = sorted(set(matches), key=lambda n: (n.rpartition(".")[2].startswith("_"), n))
         return Completions(matches, match.start(), cursor_pos)
+
+    async def do_inspect(self, code: str, cursor_pos: int, detail_level: int) -> MimeBundle | None:
+        """The name at the cursor: its type, a short repr, its signature and docstring
+        (found by lookups alone, as completion does; a ``repr`` is the only code it runs)."""
+        start = cursor_pos
+        while start > 0 and (code[start - 1].isalnum() or code[start - 1] in "_."):
+            start -= 1
+        end = cursor_pos
+        while end < len(code) and (code[end].isalnum() or code[end] == "_"):
+            end += 1
+        dotted = code[start:end].strip(".")
+        if not dotted or not _COMPLETABLE.fullmatch(dotted):
+            return None
+        obj = self._lookup(dotted)
+        if obj is _MISSING:
+            return None
+        lines = [f"{dotted}: {type(obj).__module__}.{type(obj).__qualname__}"]
+        if callable(obj):
+            with contextlib.suppress(TypeError, ValueError):  # builtins without one
+                lines.append(f"signature: {dotted}{inspect.signature(obj)}")
+        else:
+            try:
+                lines.append(f"value: {reprlib.repr(obj)}")
+            except Exception as exc:
+                lines.append(f"value: <repr failed: {type(exc).__name__}>")
+        # A plain value's docstring would be its type's ("Convert a string or number to...").
+        doc = inspect.getdoc(obj) if callable(obj) or inspect.ismodule(obj) else None
+        if doc:
+            lines += ["", doc if detail_level else doc.split("\n\n")[0]]
+        return {"text/plain": "\n".join(lines)}
 
     def _lookup(self, dotted: str) -> object:
         """The object a dotted name denotes, by dict and attribute lookups only (no call,
