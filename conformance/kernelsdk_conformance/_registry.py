@@ -36,8 +36,10 @@ class Options:
     #: seconds to wait for any one reply or idle before calling it a hang
     timeout: float = 15.0
     startup_timeout: float = 60.0
-    #: how many hypothesis-generated malformed messages the fuzz check sends
+    #: how many random malformed messages the robustness check sends
     fuzz_budget: int = 50
+    #: their seed (None: a new one each run; the check's message says which)
+    fuzz_seed: int | None = None
     #: a heartbeat echo slower than this counts as lost (jupyter_client's time_to_dead is 1 s;
     #: the default leaves room for loaded CI machines)
     hb_timeout: float = 3.0

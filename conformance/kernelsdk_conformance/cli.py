@@ -38,6 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="malformed messages the robustness check sends (default 50)",
     )
     p.add_argument(
+        "--fuzz-seed",
+        type=int,
+        metavar="N",
+        help="their seed, to send the same messages as a run that reported it (default: new)",
+    )
+    p.add_argument(
         "--timeout",
         type=float,
         default=15.0,
@@ -72,6 +78,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         startup_timeout=args.startup_timeout,
         fuzz_budget=args.fuzz_budget,
+        fuzz_seed=args.fuzz_seed,
         kernel_output=args.kernel_output,
         check_budget=args.check_budget,
         transport_encryption=args.transport_encryption,

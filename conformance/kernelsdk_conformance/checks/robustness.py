@@ -1,5 +1,5 @@
 """Security and robustness checks: signatures and replays (security), malformed and fuzzed
-messages the kernel must survive (robustness, with hypothesis), and the schema of every message
+messages the kernel must survive (robustness, seeded random frames), and the schema of every message
 every check received (schema, run last).
 
 Spec references are to jupyter_client's ``docs/messaging.rst`` (protocol 5.5) unless noted.
@@ -8,20 +8,18 @@ Spec references are to jupyter_client's ``docs/messaging.rst`` (protocol 5.5) un
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import threading
+import random
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import zmq
 
 from kernelsdk.protocol import Session
 
-from .._client import DELIM, KernelClient, Msg, NoReply
+from .._client import KernelClient, Msg, NoReply
 from .._registry import Context, Fail, Skip, check
 from .._schema import parentless_outputs, validate
+from ._fuzz import MalformedMessages
 from ._helpers import MARK, OPTIONAL_WAIT, expect, status_ok
 
 # -- security -------------------------------------------------------------------------------
@@ -190,8 +188,8 @@ def _still_serving(kc: KernelClient, ctx: Context, after: str) -> list[str]:
 
 @check(
     "robustness",
-    "unknown msg_types, a huge message, client churn and hypothesis-generated malformed "
-    "frames never kill the kernel or stop it answering",
+    "unknown msg_types, a huge message, client churn and seeded random malformed frames "
+    "never kill the kernel or stop it answering",
     "Compatibility ('kernels ... must tolerate unknown message types')",
 )
 def robustness(ctx: Context) -> str:
@@ -210,154 +208,46 @@ def robustness(ctx: Context) -> str:
         sock.send_multipart(frames)
         sock.close(linger=0)
     dropped += _still_serving(kc, ctx, "client churn")
-    sent = _fuzz(ctx, kc)
+    sent, seed = _fuzz(ctx, kc)
     dropped += _still_serving(kc, ctx, f"{sent} malformed messages")
     kc.drain_iopub(0.3)
     note = f" (a valid request dropped on {'; '.join(dropped)})" if dropped else ""
-    return f"unknown types, {size >> 20} MiB message, churn, {sent} fuzzed messages survived{note}"
+    fuzzed = f"{sent} fuzzed messages (seed {seed})"
+    return f"unknown types, {size >> 20} MiB message, churn, {fuzzed} survived{note}"
 
 
-#: one fuzz run at a time per process: hypothesis' storage directory is a global
-_FUZZ_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _hypothesis_storage() -> Iterator[None]:
-    """Hypothesis' storage directory (its charmap and constants caches; the example database
-    is off) in the user's cache dir, not ``.hypothesis/`` in the working directory."""
-    from hypothesis import configuration
-
-    if os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
-        yield  # the user chose where
-        return
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    saved = getattr(configuration, "__hypothesis_home_directory", None)
-    configuration.set_hypothesis_home_dir(
-        os.path.join(cache, "kernelsdk-conformance", "hypothesis")
-    )
-    try:
-        yield
-    finally:
-        configuration.set_hypothesis_home_dir(saved)
-
-
-def _fuzz(ctx: Context, kc: KernelClient) -> int:
-    with _FUZZ_LOCK, _hypothesis_storage():
-        return _fuzz_unlocked(ctx, kc)
-
-
-def _fuzz_unlocked(ctx: Context, kc: KernelClient) -> int:
-    from hypothesis import HealthCheck, Phase, given, settings
-    from hypothesis import strategies as st
-
+def _fuzz(ctx: Context, kc: KernelClient) -> tuple[int, int]:
+    """Send ``fuzz_budget`` malformed messages; how many, and their seed. Fails if the kernel
+    dies, or takes no message for the whole timeout."""
     budget = ctx.options.fuzz_budget
-    if budget <= 0:
-        return 0
-    scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
-    json_values = (
-        scalars
-        | st.lists(scalars, max_size=3)
-        | st.dictionaries(st.text(max_size=8), scalars, max_size=3)
-    )
-    header_fields = st.fixed_dictionaries(
-        {},
-        optional={
-            "msg_id": json_values,
-            "msg_type": st.sampled_from(
-                [
-                    "execute_request",
-                    "kernel_info_request",
-                    "complete_request",
-                    "comm_open",
-                    "comm_msg",
-                    "inspect_request",
-                    "history_request",
-                    "shutdown_request",
-                    "interrupt_request",
-                    "input_reply",
-                    "is_complete_request",
-                ]
-            )
-            | json_values,
-            "session": json_values,
-            "username": json_values,
-            "date": json_values,
-            "version": json_values,
-        },
-    )
-    signed_garbage = st.tuples(header_fields, json_values, json_values, json_values).map(
-        lambda t: ("signed", [json.dumps(x).encode() for x in t])
-    )
-    raw_frames = st.tuples(st.booleans(), st.lists(st.binary(max_size=64), max_size=8)).map(
-        lambda t: ("raw", [DELIM, *t[1]] if t[0] else t[1])
-    )
-    undecodable = st.lists(st.binary(max_size=32), min_size=4, max_size=4).map(
-        lambda f: ("signed", f)
-    )
-    messages = st.tuples(
-        st.sampled_from(["shell", "control"]), st.one_of(signed_garbage, raw_frames, undecodable)
-    )
-    sent = 0
+    seed = ctx.options.fuzz_seed
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**32)
+    messages = MalformedMessages(seed, kc.session.sign)
     recent: list[tuple[str, list[bytes]]] = []
-    died_after: list[int] = []
-    # What went wrong on the client's side while sending. Kept here rather than raised into
-    # hypothesis: it would replay the example, and a send that failed once (a timeout on a
-    # loaded machine) but not on the replay becomes a FlakyFailure that hides the cause.
-    broke: list[tuple[int, BaseException]] = []
-
-    @settings(
-        max_examples=budget,
-        phases=[Phase.generate],
-        database=None,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(messages)
-    def send_one(item: tuple[str, tuple[str, list[bytes]]]) -> None:
-        nonlocal sent
-        if died_after or broke:
-            return
-        channel, (kind, parts) = item
-        if kind == "signed":
-            # Validly signed garbage, but never a real shutdown request.
-            if parts and b"shutdown_request" in parts[0]:
-                parts = [parts[0].replace(b"shutdown_request", b"shutdown_requesx"), *parts[1:]]
-            frames = [DELIM, kc.session.sign(parts), *parts]
-        else:
-            frames = parts
-        if not frames:
-            frames = [b""]
-        recent.append((channel, frames))
-        del recent[:-5]
+    for number in range(1, max(0, budget) + 1):
+        channel, frames = messages.next()
+        recent = [*recent[-4:], (channel, frames)]
         try:
             kc.send_frames(channel, frames)
-            sent += 1
-            time.sleep(0.005)
-            if not kc.alive():
-                died_after.append(sent)
-        except Exception as exc:  # raised below, after hypothesis, with the message sent
-            broke.append((sent + 1, exc))
-
-    send_one()
-    if not died_after and kc.wait_exit(0.3):
-        died_after.append(sent)
-    shown = "; ".join(f"{ch}: {frames!r}"[:300] for ch, frames in recent[-5:])
-    if died_after:
-        raise Fail(
-            f"the kernel died during fuzzing, after message {died_after[0]}; the last ones "
-            f"sent: {shown}"
-        )
-    if broke:
-        number, exc = broke[0]
-        if isinstance(exc, NoReply):  # the kernel took no message for the whole timeout
-            raise Fail(f"fuzzed message {number}: {exc}; the last ones sent: {shown}")
-        raise exc  # the client's own trouble: the check's error, with its traceback
+        except NoReply as exc:
+            raise Fail(f"fuzzed message {number} (seed {seed}): {exc}{_shown(recent)}") from None
+        time.sleep(0.005)
+        if not kc.alive() or (number == budget and kc.wait_exit(0.3)):
+            raise Fail(
+                f"the kernel died during fuzzing, after message {number} (--fuzz-seed {seed} "
+                f"sends the same messages again){_shown(recent)}"
+            )
     # Answers and input replies of fuzzed requests: read and forget (they are logged).
     time.sleep(0.2)
     for channel in ("shell", "control", "stdin"):
         while kc.recv_raw(channel, 0.05) is not None:
             pass
-    return sent
+    return max(0, budget), seed
+
+
+def _shown(recent: list[tuple[str, list[bytes]]]) -> str:
+    return "; the last ones sent: " + "; ".join(f"{ch}: {fr!r}"[:300] for ch, fr in recent)
 
 
 # -- schema (last: validates everything every check received) -------------------------------
