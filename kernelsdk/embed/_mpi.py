@@ -67,6 +67,7 @@ import trio
 from .._connection import ConnectionInfo
 from .._exceptions import ConfigError, ExecutionError, KernelSDKError
 from .._kernel import BaseKernel
+from .._protocol import interrupt_error
 from ..mpi._root import OutputMode, RootKernel
 from ..mpi._wire import Nudge
 from ..mpi._worker import serve_worker
@@ -226,7 +227,7 @@ class CollectiveSafePoints:
             if self._closed:
                 raise HostStopped("the host program stopped this kernel before the cell ran")
             if cell.dropped:
-                raise ExecutionError("KeyboardInterrupt", "interrupted", [])
+                raise ExecutionError(**interrupt_error())
             cell.jobs.append(job)
             self._lock.notify_all()
         try:
@@ -244,7 +245,7 @@ class CollectiveSafePoints:
         if isinstance(job.result, outcome.Error) and isinstance(
             job.result.error, KeyboardInterrupt
         ):
-            raise ExecutionError("KeyboardInterrupt", "interrupted", [])
+            raise ExecutionError(**interrupt_error())
         result: T = job.result.unwrap()
         return result
 

@@ -26,6 +26,7 @@ from typing import Any, ClassVar, TextIO
 from .._context import ExecuteContext, MimeBundle
 from .._exceptions import ExecutionError, StdinNotAllowedError
 from .._kernel import BaseKernel, Completions, IsComplete
+from .._protocol import interrupt_error
 
 #: Rich representations, in the order frontends prefer them, by their ``_repr_*_`` method.
 _REPR_METHODS: tuple[tuple[str, str], ...] = (
@@ -231,7 +232,7 @@ class PythonKernel(BaseKernel):
         lines = [line.rstrip("\n") for line in lines]
         evalue = str(exc)
         if isinstance(exc, KeyboardInterrupt):
-            evalue = evalue or "interrupted"
+            evalue = evalue or interrupt_error()["evalue"]  # as every kernel says it
         return ExecutionError(type(exc).__name__, evalue, lines)
 
     # -- introspection, on the kernel thread ------------------------------------------------
