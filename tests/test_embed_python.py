@@ -723,6 +723,28 @@ def test_stop_ends_a_cell_waiting_for_input(safe_points: bool) -> None:
         kc.context.destroy(linger=0)
 
 
+@pytest.mark.parametrize("safe_points", [False, True], ids=["thread", "safe-points"])
+def test_an_interrupt_ends_a_cell_waiting_for_input_and_the_kernel_goes_on(
+    safe_points: bool,
+) -> None:
+    """The pending input is cut off and the cell ends with KeyboardInterrupt (raised as the
+    wait ends, not sent to a thread blocked in C); the next cell runs."""
+    with start_kernel(PythonKernel(), "interrupt-input", safe_points=safe_points) as handle:
+
+        def client() -> tuple[dict[str, Any], dict[str, Any]]:
+            with client_of(handle.connection_file) as kc:
+                msg_id = kc.execute("input('waiting? ')", allow_stdin=True)
+                kc.get_stdin_msg(timeout=TIMEOUT)
+                control(kc, "interrupt_request")
+                interrupted = reply_to(kc, msg_id)["content"]
+                after, _ = execute(kc, "'next'")
+                return interrupted, after
+
+        interrupted, after = poll_until_done(handle, in_client_thread(client))
+        assert interrupted["ename"] == "KeyboardInterrupt", interrupted
+        assert after["status"] == "ok"
+
+
 def test_an_asyncio_host_learns_at_once_that_its_kernel_cannot_listen() -> None:
     async def host() -> None:
         await start_kernel_async(PythonKernel(), "unbindable", ip="203.0.113.1")

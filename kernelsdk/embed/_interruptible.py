@@ -7,15 +7,21 @@ bytecode. Used carelessly it lands after the cell has returned, in the host's ow
 :class:`InterruptibleCalls` makes it safe: see :meth:`InterruptibleCalls.call`.
 
 Code blocked in C (``time.sleep``, a long C call) sees the exception when it returns to
-Python; that is the limit of the mechanism.
+Python; that is the limit of the mechanism. And while it waits, CPython 3.11 keeps an
+interpreter-wide "asynchronous exception pending" flag set, which sends every thread through
+its slow path at each check (under a tracer such as coverage's, threads barely moved). So a
+cell waiting for something the kernel ends itself on an interrupt (input from the frontend)
+waits inside :func:`cooperative_wait`: the interrupt is then not sent asynchronously, and
+raised when the wait ends.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ctypes
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar, final
 
@@ -37,10 +43,41 @@ def _nothing() -> None:
 class _Running:
     """One call in progress on one thread."""
 
-    __slots__ = ("interrupted",)
+    __slots__ = ("interrupted", "owed", "waiting")
 
     def __init__(self) -> None:
         self.interrupted = False  # at most one KeyboardInterrupt per call
+        self.waiting = False  # in a cooperative_wait
+        self.owed = False  # interrupted during one: raised when it ends
+
+
+#: The call running on this thread (each thread has its own context), for cooperative_wait.
+_current_call: contextvars.ContextVar[tuple[InterruptibleCalls, _Running] | None] = (
+    contextvars.ContextVar("kernelsdk_interruptible_call", default=None)
+)
+
+
+@contextlib.contextmanager
+def cooperative_wait() -> Iterator[None]:
+    """A wait, inside an interruptible call, that the kernel itself ends on an interrupt (the
+    frontend's input, which the interrupt cuts off): the interrupt is raised as
+    ``KeyboardInterrupt`` when the wait ends, instead of asynchronously while the thread is
+    blocked in C (see the module's docstring). Outside a call, nothing changes."""
+    entry = _current_call.get()
+    if entry is None:
+        yield
+        return
+    calls, running = entry
+    with calls._lock:
+        running.waiting = True
+    try:
+        yield
+    finally:
+        with calls._lock:
+            running.waiting = False
+            owed, running.owed = running.owed, False
+        if owed:
+            raise KeyboardInterrupt
 
 
 @final
@@ -67,9 +104,14 @@ class InterruptibleCalls:
         result: outcome.Outcome[T] | None = None
         try:
             try:
+                running = _Running()
                 with self._lock:
-                    self._running[ident] = _Running()
-                result = outcome.capture(fn, *args)
+                    self._running[ident] = running
+                token = _current_call.set((self, running))
+                try:
+                    result = outcome.capture(fn, *args)
+                finally:
+                    _current_call.reset(token)
             finally:
                 self._close(ident)
         except KeyboardInterrupt as exc:  # landed just before fn, or just after it
@@ -104,7 +146,10 @@ class InterruptibleCalls:
             for ident, running in self._running.items():
                 if ident != me and not running.interrupted:
                     running.interrupted = True
-                    _raise_in(ident, KeyboardInterrupt)
+                    if running.waiting:
+                        running.owed = True  # raised by cooperative_wait as the wait ends
+                    else:
+                        _raise_in(ident, KeyboardInterrupt)
 
     def running_here(self) -> bool:
         """The calling thread is inside :meth:`call`."""

@@ -27,6 +27,7 @@ from .._context import ExecuteContext, MimeBundle
 from .._exceptions import ExecutionError, StdinNotAllowedError
 from .._kernel import BaseKernel, Completions, IsComplete
 from .._protocol import interrupt_error
+from ._interruptible import cooperative_wait
 
 #: Rich representations, in the order frontends prefer them, by their ``_repr_*_`` method.
 _REPR_METHODS: tuple[tuple[str, str], ...] = (
@@ -117,7 +118,9 @@ class _CellOutput:
         if ctx is None:
             return builtins.input(prompt)
         try:
-            return ctx.input_from_thread(str(prompt))
+            # An interrupt cuts the request off; raised when it has (see cooperative_wait).
+            with cooperative_wait():
+                return ctx.input_from_thread(str(prompt))
         except RuntimeError as exc:  # the cell runs on the kernel's own Trio thread
             raise StdinNotAllowedError(
                 "input() cannot wait for the frontend in a kernel running on the host's "
