@@ -186,7 +186,7 @@ class CollectiveSafePoints:
         """Called on the kernel thread once Trio runs there."""
         self._token = token
 
-    # -- the kernel thread's side (kernelsdk.Executor, and rank 0's CellGate) ----------------
+    # -- the kernel thread's side (kernelsdk.Executor) ---------------------------------------
 
     @contextlib.asynccontextmanager
     async def cell(self) -> AsyncIterator[None]:
